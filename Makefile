@@ -1,0 +1,39 @@
+# tfcompress: every target does its own set-up (a .venv in the repo root).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONHASHSEED := 0
+
+.PHONY: install tflite test test-all lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## the main job: train, compress, convert, validate every sample model
+tflite: install
+	$(BIN)/python -m sample_models.build --out build
+
+## fast tests (< 10 min on 2 cores)
+test: install
+	$(PYTEST) -q
+
+## everything, including slow end-to-end runs
+test-all: install
+	$(PYTEST) -q -m ""
+
+lint: install
+	$(BIN)/ruff check tfcompress converters sample_models tests benchmarks
+
+bench: install
+	$(BIN)/python -m benchmarks.run --out BENCHMARKS.md
+
+clean:
+	rm -rf build .pytest_cache

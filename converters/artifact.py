@@ -1,0 +1,177 @@
+"""A converted model and everything known about it: check, validate, save.
+
+Example:
+    >>> art = convert(model, representative_data=x[:200], target="micro")
+    >>> report = art.validate(x_test, y_test)
+    >>> art.save("build/digits")   # model.tflite, report.json, model_data.cc/.h
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import time
+from typing import List, Optional
+
+import numpy as np
+
+from converters import flatbuffer, litert, validate as metrics
+from converters.convert import TARGETS, convert_bytes
+from converters.errors import ConversionError, ValidationError
+
+
+class Artifact:
+    """The .tflite bytes of one conversion, with its report."""
+
+    def __init__(self, tflite: bytes, *, target: str = "android",
+                 mode: str = "int8", keras_model=None, name: str = "model"):
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; valid: "
+                             f"{list(TARGETS)}")
+        self.tflite = bytes(tflite)
+        self.target = target
+        self.mode = mode
+        self.keras_model = keras_model
+        self.name = name
+        self.info = flatbuffer.read(self.tflite)
+        self.report: dict = {"name": name, "target": target, "mode": mode,
+                             "tflite": self._describe(), "validation": {}}
+        self.extra_files: dict = {}
+
+    # -- checks ----------------------------------------------------------
+    def _describe(self) -> dict:
+        info = self.info
+        return {
+            "bytes": len(self.tflite),
+            "gzip_bytes": len(gzip.compress(self.tflite, mtime=0)),
+            "weight_bytes": info.weight_bytes,
+            "ops": sorted(set(info.op_names)),
+            "op_counts": info.op_counts(),
+            "input": _io(info.input_details[0]) if info.inputs else {},
+            "output": _io(info.output_details[0]) if info.outputs else {},
+            "signatures": info.signatures,
+        }
+
+    def check(self) -> None:
+        """Enforce the target's contract on the flatbuffer (an error, not a
+        warning): int8 models compute only on integer tensors; micro models
+        use only ops TFLM has."""
+        if self.mode == "int8":
+            bad = flatbuffer.float_ops(self.info)
+            io = [t for t in self.info.input_details + self.info.output_details
+                  if t.dtype != "INT8"]
+            if bad:
+                raise ConversionError(
+                    f"{self.name}: int8 model computes on float tensors in "
+                    f"{len(bad)} op(s), first {bad[0]}; the layer has no int8 "
+                    "kernel: replace it, or use --mode float16 for GPU")
+            if io:
+                raise ConversionError(
+                    f"{self.name}: int8 model has {io[0].dtype} I/O tensor "
+                    f"{io[0].name!r}; convert with int8 input and output")
+        if self.target == "micro":
+            from converters import micro
+            micro.check_compatible(self.info)
+
+    # -- validation -------------------------------------------------------
+    def validate(self, x: np.ndarray, y: Optional[np.ndarray] = None, *,
+                 require: bool = True) -> dict:
+        """Run in LiteRT (and TFLM for micro), compare with the float model.
+
+        Returns the report; with ``require`` a failed check raises
+        :class:`ValidationError` after the report is filled in.
+        """
+        self.check()
+        started = time.perf_counter()
+        run = litert.run(self.tflite, x)
+        reference = None
+        if self.keras_model is not None:
+            reference = np.asarray(self.keras_model.predict(
+                np.asarray(x, np.float32), verbose=0, batch_size=256))
+            self.report["keras"] = metrics.compare(reference, None, y)
+        lite = metrics.compare(run.outputs, reference, y)
+        lite["seconds"] = round(time.perf_counter() - started, 3)
+        lite["passed"] = metrics.passed(lite)
+        self.report["validation"]["litert"] = lite
+        failures = [] if lite["passed"] else [
+            f"LiteRT agreement {lite['agreement']:.3f} < "
+            f"{metrics.MIN_AGREEMENT}"]
+        if self.target == "micro":
+            from converters import micro
+            micro_report = micro.validate(self.tflite, run.raw_inputs,
+                                          run.raw_outputs)
+            self.report["validation"]["micro"] = micro_report
+            if not micro_report["passed"]:
+                failures.append("TFLM output differs from LiteRT: "
+                                f"{micro_report.get('reason', micro_report)}")
+        self.report["validation"]["passed"] = not failures
+        if failures and require:
+            raise ValidationError(f"{self.name}: " + "; ".join(failures))
+        return self.report
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report["validation"].get("passed"))
+
+    # -- output -----------------------------------------------------------
+    def save(self, out_dir: str) -> List[str]:
+        """Write ``model.tflite``, ``report.json`` and, for micro,
+        ``model_data.cc``/``.h``; each file atomically."""
+        from tfcompress.files import atomic_write, atomic_write_json
+        os.makedirs(out_dir, exist_ok=True)
+        paths = [atomic_write(os.path.join(out_dir, "model.tflite"),
+                              self.tflite)]
+        for name, data in self.extra_files.items():
+            paths.append(atomic_write(os.path.join(out_dir, name), data))
+        if self.target == "micro":
+            from converters import micro_emit
+            arena = self.report["validation"].get("micro", {}).get(
+                "arena_recommended")
+            if arena is None:
+                raise ValidationError(
+                    f"{self.name}: validate() the micro artifact before "
+                    "save(); the C header needs the measured arena size")
+            paths += micro_emit.write_sources(self.tflite, out_dir,
+                                              arena_bytes=arena,
+                                              info=self.info)
+        paths.append(atomic_write_json(os.path.join(out_dir, "report.json"),
+                                       self.report))
+        return paths
+
+
+def _io(t: flatbuffer.Tensor) -> dict:
+    return {"name": t.name, "dtype": t.dtype.lower(), "shape": t.shape,
+            "scale": t.scale[0] if t.scale else None,
+            "zero_point": t.zero_point[0] if t.zero_point else None}
+
+
+def convert(model, representative_data: Optional[np.ndarray] = None, *,
+            target: str = "android", mode: str = "int8",
+            name: str = "model", allow_float_fallback: bool = False
+            ) -> Artifact:
+    """Convert a Keras model for ``target`` and check the result.
+
+    Args:
+        model: a ``tfcompress.keras`` model (plain, stripped, or QAT), or a
+            SavedModel directory.
+        representative_data: float model inputs for int8 calibration.
+        target: ``"micro"`` (TFLM: int8 only) or ``"android"``.
+        mode: ``int8``, ``float16``, ``dynamic``, ``int16x8``, ``float32``.
+
+    Example:
+        >>> art = convert(model, x_train[:200], target="micro")
+    """
+    if target == "micro" and mode not in ("int8", "int16x8"):
+        raise ConversionError(
+            f"target micro cannot use mode {mode!r}: TFLM runs only "
+            "full-integer models (no dynamic-range or float16 kernels); use "
+            "--mode int8 with representative data")
+    started = time.perf_counter()
+    data = convert_bytes(model, representative_data, mode=mode,
+                         allow_float_fallback=allow_float_fallback)
+    keras_model = None if isinstance(model, str) else model
+    art = Artifact(data, target=target, mode=mode, keras_model=keras_model,
+                   name=name)
+    art.report["timings"] = {"convert_s": round(time.perf_counter() - started,
+                                                3)}
+    return art

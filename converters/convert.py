@@ -1,0 +1,154 @@
+"""Keras model -> .tflite bytes, per target and quantization mode.
+
+Modes (``mode=``):
+
+=========  ==========================================  ====================
+mode       what                                        runs on
+=========  ==========================================  ====================
+int8       full-integer, int8 in/out, int8 builtins    TFLM, XNNPACK, NPUs
+float16    float16 weights, float32 compute            GPU delegate
+dynamic    int8 weights, float activations             CPU (not TFLM)
+int16x8    int16 activations, int8 weights             CPU, TFLM (some ops)
+float32    no quantization                             reference
+=========  ==========================================  ====================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterable, Optional, Union
+
+import numpy as np
+
+from converters.errors import ConversionError
+
+MODES = ("int8", "float16", "dynamic", "int16x8", "float32")
+TARGETS = ("micro", "android")
+#: samples of representative data used for calibration at most
+CALIBRATION_SAMPLES = 500
+_NEEDS_DATA = ("int8", "int16x8")
+
+
+def _tf():
+    from tfcompress._keras import tf
+    return tf
+
+
+def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
+    """Load a Keras model (``.keras``, ``.h5``) or a SavedModel directory.
+
+    Wrapped models (pruned, clustered, QAT) load too. Lambda layers and other
+    code-carrying objects are refused unless ``allow_unsafe=True``.
+    """
+    import tfcompress
+    from tfcompress._keras import keras
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model file {path!r} does not exist")
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise ValueError(f"{path!r} is a directory but not a SavedModel "
+                             "(no saved_model.pb); pass a .keras/.h5 file")
+        return path  # converted with from_saved_model
+    kwargs = {"compile": True}
+    if path.endswith(".keras"):
+        kwargs["safe_mode"] = not allow_unsafe
+    try:
+        with tfcompress.scope():
+            return keras.models.load_model(path, **kwargs)
+    except ValueError as exc:
+        msg = str(exc).splitlines()[0]
+        if "safe_mode" in str(exc) or "Lambda" in str(exc):
+            raise ValueError(
+                f"{path}: the model contains code (e.g. a Lambda layer) and "
+                "is refused in safe mode; pass --unsafe / allow_unsafe=True "
+                "only if you trust the file") from None
+        raise ValueError(f"{path}: cannot load Keras model: {msg}") from None
+
+
+def representative_dataset(x: np.ndarray, samples: int = CALIBRATION_SAMPLES):
+    """A converter ``representative_dataset`` over the first ``samples``
+    rows of ``x``, one sample per step, in a fixed order."""
+    data = np.asarray(x, dtype=np.float32)[:samples]
+
+    def gen():
+        for row in data:
+            yield [row[None, ...]]
+    return gen
+
+
+def _converter(model):
+    tf = _tf()
+    if isinstance(model, str):
+        return tf.lite.TFLiteConverter.from_saved_model(model)
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
+                  *, mode: str = "int8", allow_float_fallback: bool = False
+                  ) -> bytes:
+    """Convert ``model`` (Keras model or SavedModel path) to .tflite bytes.
+
+    Args:
+        model: a ``tfcompress.keras`` model (QAT models included) or a
+            SavedModel directory.
+        representative_data: float inputs for calibration (``int8``,
+            ``int16x8``); QAT models use it for the I/O quantization.
+        mode: one of :data:`MODES`.
+        allow_float_fallback: for ``int8``, let ops without an int8 kernel
+            stay float (the result then fails :func:`check_int8`).
+    """
+    tf = _tf()
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid: {list(MODES)}")
+    if mode in _NEEDS_DATA:
+        if representative_data is None or len(representative_data) == 0:
+            raise ValueError(
+                f"mode {mode!r} needs representative data: pass a non-empty "
+                "array of model inputs (e.g. 100-500 training samples)")
+    conv = _converter(model)
+    if mode == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode == "int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative_dataset(
+            representative_data)
+        conv.target_spec.supported_ops = (
+            [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+            if allow_float_fallback else [tf.lite.OpsSet.TFLITE_BUILTINS_INT8])
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    elif mode == "int16x8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative_dataset(
+            representative_data)
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        conv.inference_input_type = tf.int16
+        conv.inference_output_type = tf.int16
+    try:
+        return bytes(conv.convert())
+    except Exception as exc:  # the converter raises ConverterError & co.
+        raise ConversionError(_explain(exc, mode)) from None
+
+
+_OP_RE = re.compile(r"'(tf|tfl)\.(\w+)'")
+
+
+def _explain(exc: Exception, mode: str) -> str:
+    text = str(exc)
+    ops = sorted({m.group(2) for m in _OP_RE.finditer(text)})
+    where = re.search(r'loc\("([^"]+)"', text)
+    layer = f" (at {where.group(1)})" if where else ""
+    if ops:
+        return (f"TFLite conversion ({mode}) failed: op(s) {', '.join(ops)}"
+                f"{layer} have no {mode} TFLite builtin kernel; replace the "
+                "layer, or skip it with --mode float16/dynamic for CPU/GPU")
+    first = next((l for l in text.splitlines() if "error" in l.lower()),
+                 text.splitlines()[0] if text else type(exc).__name__)
+    return f"TFLite conversion ({mode}) failed: {first.strip()}"
