@@ -50,6 +50,7 @@ class Artifact:
             "input": _io(info.input_details[0]) if info.inputs else {},
             "output": _io(info.output_details[0]) if info.outputs else {},
             "signatures": info.signatures,
+            "layers": flatbuffer.weight_stats(info),
         }
 
     def check(self) -> None:
@@ -117,7 +118,7 @@ class Artifact:
     def save(self, out_dir: str) -> List[str]:
         """Write ``model.tflite``, ``report.json`` and, for micro,
         ``model_data.cc``/``.h``; each file atomically."""
-        from tfcompress.files import atomic_write, atomic_write_json
+        from tfcompress.files import atomic_write
         os.makedirs(out_dir, exist_ok=True)
         paths = [atomic_write(os.path.join(out_dir, "model.tflite"),
                               self.tflite)]
@@ -134,8 +135,10 @@ class Artifact:
             paths += micro_emit.write_sources(self.tflite, out_dir,
                                               arena_bytes=arena,
                                               info=self.info)
-        paths.append(atomic_write_json(os.path.join(out_dir, "report.json"),
-                                       self.report))
+        from tfcompress import report as reports
+        images = reports.write(self.report, out_dir)
+        paths += [os.path.join(out_dir, n) for n in
+                  ("report.json", "report.md", *images.values())]
         return paths
 
 

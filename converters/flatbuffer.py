@@ -195,3 +195,36 @@ def float_ops(info: ModelInfo) -> List[str]:
                 bad.append(f"{op.name} (tensor {t.name!r} {t.dtype})")
                 break
     return bad
+
+
+def weight_stats(info: ModelInfo) -> List[dict]:
+    """Per constant weight tensor (rank >= 2): layer, dtype, shape, sparsity
+    and unique values (the max over channels for per-channel quantized
+    tensors, where each channel has its own scale)."""
+    rows = []
+    for t in info.tensors:
+        if not t.is_constant or t.data.ndim < 2 or t.dtype not in (
+                "INT8", "FLOAT32", "FLOAT16", "INT16"):
+            continue
+        per_channel = len(t.scale) > 1
+        if per_channel:
+            axis = t.quantized_dimension
+            rows_ = np.moveaxis(t.data, axis, 0).reshape(t.data.shape[axis], -1)
+            unique = max(len(np.unique(r)) for r in rows_)
+        else:
+            unique = len(np.unique(t.data))
+        rows.append({"layer": layer_name(t.name), "tensor": t.name,
+                     "dtype": t.dtype.lower(), "shape": list(t.shape),
+                     "sparsity": float(np.mean(t.data == 0)),
+                     "unique": int(unique), "per_channel": per_channel})
+    return rows
+
+
+def layer_name(tensor_name: str) -> str:
+    """The Keras layer a converter-named tensor came from:
+    ``'digits/fc1/MatMul;...'`` -> ``'fc1'``."""
+    first = tensor_name.split(";")[0]
+    parts = [p for p in first.split("/") if p]
+    if len(parts) > 2:
+        return parts[1]
+    return parts[0] if parts else tensor_name

@@ -54,3 +54,4 @@ def compile_model(model: keras.Model, learning_rate: float = 1e-3) -> None:
 EPOCHS = 20
 BATCH_SIZE = 32
 LABELS = [str(i) for i in range(10)]
+RECIPE = "pcqat"  # tfcompress/recipes/pcqat.yaml

@@ -46,3 +46,4 @@ def compile_model(model: keras.Model, learning_rate: float = 1e-2) -> None:
 EPOCHS = 150
 BATCH_SIZE = 64
 LABELS = None
+RECIPE = None

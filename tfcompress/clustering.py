@@ -95,8 +95,7 @@ def cluster(model, clusters: int = 16, init="kmeans++", *,
             return layer, reason
         channel = per_channel and isinstance(layer, keras.layers.Conv2D)
         return cluster_wrapper.ClusterWeights(
-            layer, clusters, centroid_init, preserve_sparsity, channel,
-            name=f"cluster_{layer.name}"), None
+            layer, clusters, centroid_init, preserve_sparsity, channel), None
 
     new_model, report = selection.apply_to_layers(model, decide, "cluster",
                                                   report)

@@ -131,8 +131,7 @@ def prune(model, target_sparsity: float = 0.5,
                               frequency=frequency) \
             if isinstance(schedule, str) else _copy_schedule(schedule)
         return PruneWrapper(layer, pruning_schedule=sched,
-                            block_size=block_size, sparsity_m_by_n=m_by_n,
-                            name=f"prune_{layer.name}"), None
+                            block_size=block_size, sparsity_m_by_n=m_by_n), None
 
     new_model, report = selection.apply_to_layers(model, decide, "prune",
                                                   report)

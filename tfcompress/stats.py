@@ -72,7 +72,8 @@ def kernel_stats(model) -> List[KernelStats]:
     rows = []
     for layer in _leaf_layers(model):
         for name, w in _kernel_weights(layer):
-            rows.append(array_stats(layer.name, name, _effective(layer, w)))
+            user_name = getattr(layer, "layer", layer).name  # inside wrappers
+            rows.append(array_stats(user_name, name, _effective(layer, w)))
     return rows
 
 

@@ -1,0 +1,100 @@
+"""``make tflite``: train, compress, convert and validate every sample model.
+
+For each sample: train the float model with ``fit``, run its recipe (digits:
+prune 75% -> sparsity-preserving cluster 16 -> PCQAT, all through callbacks
+in ``model.fit``; sine: none, post-training int8 as TFLM's hello_world), then
+convert to full-integer int8 for the micro target, validate in LiteRT and in
+the TFLM interpreter, and write ``build/<name>/``. Prints one summary table.
+
+    python -m sample_models.build --out build [--only digits]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from sample_models import SAMPLES
+
+
+
+def build(name: str, out_root: str, *, verbose: int = 0):
+    from tfcompress import pipeline
+    from tfcompress.compress import compress
+    from tfcompress.recipe import Recipe
+
+    sample = SAMPLES[name]
+    (x, y), (x_test, y_test) = sample.load_data()
+    model = sample.build_model()
+    sample.compile_model(model)
+    started = time.perf_counter()
+    print(f"[{name}] training float model ({sample.EPOCHS} epochs)",
+          file=sys.stderr)
+    model.fit(x, y, epochs=sample.EPOCHS, batch_size=sample.BATCH_SIZE,
+              verbose=verbose)
+    deployable, stages, layers = model, None, None
+    if sample.RECIPE:
+        rec = Recipe.load(sample.RECIPE)
+        rec.fit["verbose"] = verbose or rec.fit["verbose"]
+        result = compress(model, (x, y), (x_test, y_test), rec)
+        deployable, stages, layers = result.model, result.history, result.report
+    train_s = round(time.perf_counter() - started, 1)
+    art = pipeline.convert_and_validate(
+        deployable, x, x_test, y_test, target="micro", mode="int8",
+        out_dir=os.path.join(out_root, name), name=name, float_model=model,
+        stages=stages, layer_report=layers,
+        log=lambda m: print(m, file=sys.stderr))
+    art.report["timings"]["train_s"] = train_s
+    return art
+
+
+def _row(art) -> dict:
+    r = art.report
+    lite, micro = r["validation"]["litert"], r["validation"].get("micro", {})
+    metric = "accuracy" if "accuracy" in lite else "mae"
+    return {
+        "model": r["name"],
+        "metric": metric,
+        "float": r["float"].get(metric),
+        "int8": lite.get(metric),
+        "agreement": lite.get("agreement"),
+        "float_bytes": r["float"]["bytes"],
+        "int8_bytes": r["tflite"]["bytes"],
+        "gzip_bytes": r["tflite"]["gzip_bytes"],
+        "arena": micro.get("arena_bytes"),
+        "passed": art.passed,
+    }
+
+
+def table(rows) -> str:
+    head = ("model", "metric", "float", "int8", "agree", "float B", "int8 B",
+            "gzip B", "arena B", "valid")
+    lines = ["{:<8} {:<8} {:>7} {:>7} {:>6} {:>8} {:>7} {:>7} {:>7} {:>6}"
+             .format(*head)]
+    for r in rows:
+        lines.append(
+            "{:<8} {:<8} {:>7.4f} {:>7.4f} {:>6.3f} {:>8,} {:>7,} {:>7,} "
+            "{:>7} {:>6}".format(
+                r["model"], r["metric"], r["float"], r["int8"],
+                r["agreement"], r["float_bytes"], r["int8_bytes"],
+                r["gzip_bytes"], r["arena"] if r["arena"] else "-",
+                "ok" if r["passed"] else "FAIL"))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="build")
+    parser.add_argument("--only", choices=sorted(SAMPLES), action="append")
+    parser.add_argument("--verbose", type=int, default=0)
+    args = parser.parse_args(argv)
+    rows = [_row(build(n, args.out, verbose=args.verbose))
+            for n in (args.only or sorted(SAMPLES))]
+    print(table(rows))
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

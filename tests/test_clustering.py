@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+import tfcompress as tfc
+from tfcompress import keras, stats
+from conftest import compile_clf, small_cnn
+
+
+def _trained(clf_data, epochs=1):
+    x, y = clf_data
+    model = compile_clf(small_cnn())
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("init", ["kmeans++", "linear", "density"])
+@pytest.mark.parametrize("clusters", [4, 16])
+def test_clustered_kernels_hold_at_most_n_unique_values(clf_data, init,
+                                                        clusters):
+    x, y = clf_data
+    clustered = compile_clf(tfc.cluster(_trained(clf_data), clusters, init))
+    clustered.fit(x, y, epochs=1, batch_size=32, verbose=0,
+                  callbacks=tfc.callbacks_for(clustered))
+    rows = stats.kernel_stats(tfc.strip(clustered))
+    assert {r.layer for r in rows} == {"conv", "fc", "logits"}
+    for r in rows:
+        assert 2 <= r.unique <= clusters, r
+
+
+def test_per_channel_clustering_bounds_each_channel(clf_data):
+    x, y = clf_data
+    clustered = compile_clf(tfc.cluster(_trained(clf_data), 4,
+                                        per_channel=True))
+    clustered.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    kernel = tfc.strip(clustered).get_layer("conv").get_weights()[0]
+    per_channel = [len(np.unique(kernel[..., c]))
+                   for c in range(kernel.shape[-1])]
+    assert max(per_channel) <= 4
+    # channels have their own centroids: more than 4 values overall
+    assert len(np.unique(kernel)) > 4
+
+
+def test_sparsity_preserving_clustering_keeps_zeros(clf_data):
+    x, y = clf_data
+    pruned = compile_clf(tfc.prune(_trained(clf_data), 0.6, "constant"))
+    pruned.fit(x, y, epochs=1, batch_size=32, verbose=0,
+               callbacks=tfc.callbacks_for(pruned))
+    stripped = tfc.strip(pruned)
+    zeros_before = stripped.get_layer("fc").get_weights()[0] == 0
+    clustered = compile_clf(tfc.cluster(stripped, 8, preserve_sparsity=True))
+    clustered.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    kernel = tfc.strip(clustered).get_layer("fc").get_weights()[0]
+    assert np.all(kernel[zeros_before] == 0)
+    assert np.mean(kernel == 0) == pytest.approx(0.6, abs=0.01)
+    assert len(np.unique(kernel)) <= 8
+
+
+def test_too_small_and_unsupported_layers_are_reported(clf_data):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8,))
+    h = keras.layers.Dense(2, name="tiny")(inp)          # 16 weights
+    h = keras.layers.LayerNormalization(name="norm")(h)
+    h = keras.layers.Dense(64, name="big")(h)
+    model = keras.Model(inp, h)
+    clustered = tfc.cluster(model, 16)
+    report = clustered.compression_report
+    assert report.compressed == ["big"]
+    assert report.skipped["tiny"] == "too few weights"
+    assert "norm" in report.skipped
+
+
+def test_bad_arguments_fail_early():
+    with pytest.raises(ValueError, match="clusters should be an int"):
+        tfc.cluster(small_cnn(), 1)
+    with pytest.raises(ValueError, match="valid names"):
+        tfc.cluster(small_cnn(), 8, init="spectral")

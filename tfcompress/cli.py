@@ -1,0 +1,233 @@
+"""The ``tfcompress`` command line: parse, call the library, print.
+
+TensorFlow is imported inside the commands, never at module level, so
+``tfcompress --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from tfcompress import __version__
+
+TARGETS = ("micro", "android")
+MODES = ("int8", "float16", "dynamic", "int16x8", "float32")
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _errors(fn):
+    """Turn the toolkit's errors into one line on stderr and exit code 1."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except (ValueError, FileNotFoundError, RuntimeError, OSError,
+                TypeError) as exc:
+            text = str(exc).strip().splitlines()
+            _fail(text[0] if text else type(exc).__name__)
+    return wrapper
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _load_data(path: str):
+    from tfcompress.data import load_npz
+    return load_npz(path)
+
+
+def _summary(report: dict) -> None:
+    lite = report["tflite"]
+    val = report["validation"]
+    rows = [("tflite bytes", lite["bytes"]), ("gzip bytes", lite["gzip_bytes"]),
+            ("input/output", f"{lite['input'].get('dtype')}/"
+                             f"{lite['output'].get('dtype')}"),
+            ("ops", ",".join(lite["ops"]))]
+    if "float" in report:
+        rows.insert(0, ("float32 bytes", report["float"]["bytes"]))
+        if report["float"].get("accuracy") is not None:
+            rows.append(("float accuracy", f"{report['float']['accuracy']:.4f}"))
+    for key in ("accuracy", "agreement", "max_abs_error"):
+        if key in val.get("litert", {}):
+            rows.append((f"litert {key}", f"{val['litert'][key]:.4f}"))
+    micro = val.get("micro")
+    if micro:
+        rows += [("tflm agreement", f"{micro['agreement']:.4f}"),
+                 ("tflm max diff (LSB)", micro.get("max_abs_lsb")),
+                 ("arena bytes (min / recommended)",
+                  f"{micro['arena_bytes']} / {micro['arena_recommended']}")]
+    rows.append(("validation", "passed" if val.get("passed") else "FAILED"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+def _finish(art) -> None:
+    _summary(art.report)
+    if not art.passed:
+        _fail(f"validation failed for {art.name}: "
+              f"{json.dumps(art.report['validation'].get('litert', {}))}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tfcompress")
+def main():
+    """Compress Keras models for Android and microcontrollers.
+
+    \b
+    Example:
+      tfcompress optimize model.keras --data data.npz \\
+          --recipe pcqat --target micro --out build/mymodel
+    """
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--data", "data_path", required=True, type=click.Path(),
+              help="DATA.npz with x (inputs) and y (integer labels).")
+@click.option("--recipe", required=True, type=click.Path(),
+              help="Recipe YAML/JSON file, or a built-in name (pcqat, prune_qat, structured_2of4).")
+@click.option("--target", type=click.Choice(TARGETS), default="android",
+              show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(),
+              help="Folder for model.tflite, report.json/.md, plots, C files.")
+@click.option("--holdout", default=0.2, show_default=True,
+              help="Seeded share of DATA.npz kept for validation.")
+@click.option("--checkpoint-dir", type=click.Path(), default=None,
+              help="Save each finished stage; a re-run resumes from it.")
+@click.option("--unsafe", is_flag=True,
+              help="Allow loading models that carry code (Lambda layers).")
+@_errors
+def optimize(model, data_path, recipe, target, out_dir, holdout,
+             checkpoint_dir, unsafe):
+    """Run a compression recipe on MODEL, convert, validate, write artifacts.
+
+    \b
+    Example:
+      tfcompress optimize model.keras --data data.npz \\
+          --recipe pcqat --target android --out build/m
+    """
+    from tfcompress.recipe import Recipe
+    rec = Recipe.load(recipe)
+    x, y = _load_data(data_path)
+    from converters import load_model
+    keras_model = load_model(model, allow_unsafe=unsafe)
+    from tfcompress import pipeline
+    art = pipeline.optimize(keras_model, x, y, rec, target=target,
+                            out_dir=out_dir, name=_stem(model),
+                            holdout=holdout, log=_log,
+                            checkpoint_dir=checkpoint_dir)
+    _finish(art)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--data", "data_path", required=True, type=click.Path(),
+              help="DATA.npz: x for calibration and validation, optional y.")
+@click.option("--target", type=click.Choice(TARGETS), default="android",
+              show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="int8",
+              show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path())
+@click.option("--unsafe", is_flag=True,
+              help="Allow loading models that carry code (Lambda layers).")
+@_errors
+def convert(model, data_path, target, mode, out_dir, unsafe):
+    """Convert MODEL (.keras, .h5, SavedModel dir) to a validated .tflite.
+
+    \b
+    Example:
+      tfcompress convert model.keras --data data.npz --target micro --out build/m
+    """
+    x, y = _load_data(data_path)
+    from converters import load_model
+    keras_model = load_model(model, allow_unsafe=unsafe)
+    from tfcompress import data as datasets, pipeline
+    if not isinstance(keras_model, str):
+        datasets.check_for_model(x, y, keras_model, data_path)
+    art = pipeline.convert_and_validate(
+        keras_model, x, x, y, target=target, mode=mode, out_dir=out_dir,
+        name=_stem(model), log=_log)
+    _finish(art)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--data", "data_path", required=True, type=click.Path())
+@click.option("--target", type=click.Choice(TARGETS), default="android",
+              show_default=True, help="micro also runs the model in TFLM.")
+@_errors
+def validate(model, data_path, target):
+    """Run MODEL.tflite on DATA.npz in LiteRT (and TFLM with --target micro).
+
+    \b
+    Example:
+      tfcompress validate build/digits/model.tflite --data data.npz --target micro
+    """
+    x, y = _load_data(data_path)
+    from tfcompress import pipeline
+    art = pipeline.validate_file(model, x, y, target=target)
+    _finish(art)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_errors
+def inspect(model, as_json):
+    """Show ops, tensors, quantization, sizes and compatibility of a .tflite.
+
+    \b
+    Example:
+      tfcompress inspect build/digits/model.tflite --json
+    """
+    from converters import inspect as inspector
+    from tfcompress.pipeline import load_tflite
+    report = inspector.inspect(load_tflite(model))
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        click.echo(inspector.format_text(report))
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--threads", default="1,4", show_default=True,
+              help="Comma-separated thread counts.")
+@click.option("--runs", default=50, show_default=True)
+@click.option("--warmup", default=5, show_default=True)
+@_errors
+def bench(model, threads, runs, warmup):
+    """Measure LiteRT latency of a .tflite (median and p90).
+
+    \b
+    Example:
+      tfcompress bench build/digits/model.tflite --threads 1,4
+    """
+    from converters import latency
+    from tfcompress.pipeline import load_tflite
+    counts = tuple(int(t) for t in threads.split(",") if t.strip())
+    result = latency.measure(load_tflite(model), threads=counts, runs=runs,
+                             warmup=warmup)
+    click.echo(json.dumps(result, indent=2))
+
+
+def _stem(path: str) -> str:
+    import os
+    base = os.path.basename(os.path.normpath(path))
+    return base.split(".")[0] or "model"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,216 @@
+"""``compress``: run a :class:`~tfcompress.recipe.Recipe` on a model.
+
+Each stage wraps the model, trains it with ``fit`` and the callbacks it
+needs, and strips it; a later stage preserves what earlier stages made
+(cluster after prune keeps the zeros; quantize after both is PCQAT). With
+``checkpoint_dir`` every finished stage is saved, and a re-run resumes after
+the last finished stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from typing import Any, List, Optional
+
+import numpy as np
+
+from tfcompress import callbacks as cb
+from tfcompress import clustering, pruning, quantization, recipe as recipes
+from tfcompress import stats
+from tfcompress.files import atomic_write
+from tfcompress.strip import scope, strip
+from tfcompress._keras import keras
+
+
+@dataclasses.dataclass
+class CompressResult:
+    """What :func:`compress` returns."""
+
+    model: Any                      # deployable: stripped (QAT kept)
+    history: List[dict]             # per stage: kind, epochs, history, stats
+    report: list                    # per-layer compressed/skipped records
+    recipe: recipes.Recipe
+
+
+_CLASSIFICATION = ("sparse_categorical_crossentropy",
+                   "categorical_crossentropy", "binary_crossentropy")
+
+
+def _loss(fit: dict, model):
+    name = fit.get("loss")
+    if name is None:
+        if getattr(model, "loss", None) is None:
+            raise recipes.RecipeError(
+                "fit.loss: the model is not compiled and the recipe has no "
+                "loss; add e.g. `loss: sparse_categorical_crossentropy`")
+        return model.loss
+    try:
+        keras.losses.get(name)
+    except ValueError:
+        raise recipes.RecipeError(f"fit.loss: unknown loss {name!r}") from None
+    if fit.get("from_logits") is not None and name in _CLASSIFICATION:
+        return keras.losses.get({"class_name": _class_name(name),
+                                 "config": {"from_logits": fit["from_logits"]}})
+    return name
+
+
+def _class_name(name: str) -> str:
+    return "".join(p.capitalize() for p in name.split("_"))
+
+
+def _metrics(fit: dict, loss) -> list:
+    if fit.get("metrics") is not None:
+        return list(fit["metrics"])
+    name = loss if isinstance(loss, str) else getattr(loss, "name", "")
+    name = str(name)
+    return ["accuracy"] if "crossentropy" in name else ["mae"]
+
+
+def _optimizer(fit: dict, learning_rate: float):
+    try:
+        opt = keras.optimizers.get(fit["optimizer"])
+    except ValueError:
+        raise recipes.RecipeError(
+            f"fit.optimizer: unknown optimizer {fit['optimizer']!r}") from None
+    config = opt.get_config()
+    config["learning_rate"] = learning_rate
+    return type(opt).from_config(config)
+
+
+def _wrap(stage: recipes.Stage, model, report, previous: List[str]):
+    p = stage.params
+    if stage.kind == "prune":
+        return pruning.prune(
+            model, p["target_sparsity"], p["schedule"],
+            begin_step=p["begin_step"], end_step=p["end_step"],
+            frequency=p["frequency"], per_layer=p["per_layer"],
+            skip=p["skip"], m_by_n=tuple(p["m_by_n"]) if p["m_by_n"] else None,
+            report=report)
+    if stage.kind == "cluster":
+        preserve = p["preserve_sparsity"]
+        if preserve is None:
+            preserve = "prune" in previous
+        return clustering.cluster(
+            model, p["clusters"], p["init"], preserve_sparsity=preserve,
+            per_channel=p["per_channel"], skip=p["skip"], report=report)
+    return quantization.quantize(model, preserve=p["preserve"],
+                                 layers=p["layers"], skip=p["skip"],
+                                 report=report)
+
+
+def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
+             callbacks: Optional[list] = None,
+             checkpoint_dir: Optional[str] = None, strategy=None,
+             log_dir: Optional[str] = None) -> CompressResult:
+    """Run every stage of ``recipe`` on ``model``.
+
+    Args:
+        model: a trained Sequential/Functional ``tfcompress.keras`` model.
+        train_data: ``(x, y)`` arrays.
+        val_data: ``(x, y)`` for validation during fit, or ``None`` to use
+            the recipe's ``fit.validation_split``.
+        recipe: a :class:`Recipe`, a dict, or a YAML/JSON path.
+        callbacks: extra Keras callbacks for every stage's ``fit``.
+        checkpoint_dir: save each finished stage there and resume from it.
+        strategy: a ``tf.distribute`` strategy to wrap and train under.
+        log_dir: TensorBoard directory for sparsity/unique-weight scalars.
+
+    Returns:
+        :class:`CompressResult`: the deployable model and per-stage history.
+
+    Example:
+        >>> result = compress(model, (x, y), None, "pcqat")
+        >>> artifact = converters.convert(result.model, x[:200], target="micro")
+    """
+    rec = recipes.get(recipe)
+    fit = rec.fit
+    x, y = train_data
+    loss = _loss(fit, model)
+    metrics = _metrics(fit, fit.get("loss") or loss)
+    report = []
+    history: List[dict] = []
+    done = _resume(checkpoint_dir)
+    previous: List[str] = []
+    scope_ctx = strategy.scope if strategy is not None else contextlib.nullcontext
+    current = model
+    for i, stage in enumerate(rec.stages):
+        if i < len(done):
+            history.append(done[i]["history"])
+            previous.append(stage.kind)
+            current = _load_stage(checkpoint_dir, i)
+            continue
+        started = time.perf_counter()
+        keras.utils.set_random_seed(fit["seed"] + i)
+        from tfcompress.selection import CompressionReport
+        stage_report = CompressionReport()
+        with scope_ctx():
+            wrapped = _wrap(stage, current, stage_report, previous)
+            wrapped.compile(
+                optimizer=_optimizer(fit, stage.params["learning_rate"]
+                                     or fit["learning_rate"]),
+                loss=loss, metrics=metrics)
+        stage_cbs = cb.callbacks_for(wrapped, log_dir=log_dir) + list(
+            callbacks or [])
+        h = wrapped.fit(
+            x, y, epochs=stage.epochs,
+            batch_size=stage.params["batch_size"] or fit["batch_size"],
+            validation_data=val_data,
+            validation_split=0.0 if val_data is not None
+            else fit["validation_split"],
+            callbacks=stage_cbs, verbose=fit["verbose"]) if stage.epochs \
+            else None
+        current = strip(wrapped)
+        summary = stats.summary(current)
+        entry = {
+            "stage": i, "kind": stage.kind, "epochs": stage.epochs,
+            "params": stage.params,
+            "history": {k: [float(v) for v in vals]
+                        for k, vals in (h.history.items() if h else [])},
+            "sparsity": summary["sparsity"], "max_unique": summary["max_unique"],
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        if stage.kind == "quantize":
+            entry["scheme"] = wrapped.qat_scheme
+        history.append(entry)
+        report += stage_report.to_dict()
+        previous.append(stage.kind)
+        _save_stage(checkpoint_dir, i, current, entry)
+    return CompressResult(current, history, report, rec)
+
+
+def _resume(checkpoint_dir: Optional[str]) -> List[dict]:
+    if not checkpoint_dir:
+        return []
+    path = os.path.join(checkpoint_dir, "stages.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+def _save_stage(checkpoint_dir, i, model, entry) -> None:
+    if not checkpoint_dir:
+        return
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    tmp = os.path.join(checkpoint_dir, f".stage_{i}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, os.path.join(checkpoint_dir, f"stage_{i}.keras"))
+    done = _resume(checkpoint_dir)[:i] + [{"history": entry}]
+    atomic_write(os.path.join(checkpoint_dir, "stages.json"),
+                 json.dumps(done, default=_plain))
+
+
+def _load_stage(checkpoint_dir, i):
+    with scope():
+        return keras.models.load_model(
+            os.path.join(checkpoint_dir, f"stage_{i}.keras"))
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

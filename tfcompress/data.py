@@ -1,0 +1,99 @@
+"""Load and check user data (``DATA.npz`` with ``x`` and optional ``y``).
+
+Every problem is one line naming the file, the array and its shape.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+#: share of DATA.npz held out (seeded) to validate the converted model
+HOLDOUT = 0.2
+
+
+class DataError(ValueError):
+    """The data file or an array in it is unusable."""
+
+
+def load_npz(path: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``(x, y)`` from ``path``; ``y`` is ``None`` when absent."""
+    if not os.path.isfile(path):
+        raise DataError(f"data file {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.keys())
+            if "x" not in keys:
+                raise DataError(f"{path}: no array 'x' (found {keys}); save "
+                                "inputs as x and optional integer labels as y")
+            x = npz["x"]
+            y = npz["y"] if "y" in keys else None
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npz file "
+                        f"({type(exc).__name__}: {exc})") from None
+    check_x(x, f"{path}:x")
+    if y is not None:
+        check_y(y, len(x), f"{path}:y")
+    return x.astype(np.float32), y
+
+
+def check_x(x: np.ndarray, name: str = "x",
+            input_shape: Optional[Sequence] = None) -> None:
+    if x.size == 0 or len(x) == 0:
+        raise DataError(f"{name} is empty (shape {x.shape}); need samples")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(
+            x.dtype, np.complexfloating):
+        raise DataError(f"{name} has dtype {x.dtype} (shape {x.shape}); "
+                        "expected a real numeric array")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.isfinite(x)))
+        raise DataError(f"{name} (shape {x.shape}) holds {bad} NaN/Inf "
+                        "values; clean or impute them")
+    if input_shape is not None:
+        expected = tuple(d for d in input_shape[1:])
+        got = tuple(x.shape[1:])
+        if len(expected) != len(got) or any(
+                e is not None and e != g for e, g in zip(expected, got)):
+            raise DataError(
+                f"{name} has shape {x.shape}; the model expects "
+                f"(N, {', '.join('?' if d is None else str(d) for d in expected)})")
+
+
+def check_y(y: np.ndarray, n: int, name: str = "y",
+            num_classes: Optional[int] = None) -> None:
+    if len(y) != n:
+        raise DataError(f"{name} has {len(y)} rows (shape {y.shape}) but x "
+                        f"has {n}; they must match")
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)):
+        raise DataError(f"{name} (shape {y.shape}) holds NaN/Inf values")
+    if num_classes is not None and np.issubdtype(y.dtype, np.integer):
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= num_classes:
+            raise DataError(f"{name} (shape {y.shape}) has labels in "
+                            f"[{lo}, {hi}] but the model has {num_classes} "
+                            "classes")
+
+
+def check_for_model(x: np.ndarray, y: Optional[np.ndarray], model,
+                    name: str = "data") -> None:
+    """Check ``x``/``y`` against a Keras model's input and output."""
+    check_x(x, f"{name}:x", model.input_shape)
+    if y is not None:
+        out = model.output_shape
+        classes = out[-1] if isinstance(out, tuple) and len(out) == 2 and \
+            out[-1] and out[-1] > 1 else None
+        check_y(y, len(x), f"{name}:y", classes)
+
+
+def split(x: np.ndarray, y: Optional[np.ndarray], holdout: float = HOLDOUT,
+          seed: int = 0):
+    """Seeded split: ``(x_train, y_train), (x_hold, y_hold)``."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    k = max(1, int(round(holdout * len(x))))
+    hold, train = order[:k], order[k:]
+    pick = (lambda a, i: None if a is None else a[i])
+    return (x[train], pick(y, train)), (x[hold], pick(y, hold))
