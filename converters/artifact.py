@@ -16,7 +16,7 @@ from typing import List, Optional
 import numpy as np
 
 from converters import flatbuffer, litert, validate as metrics
-from converters.convert import TARGETS, convert_bytes
+from converters.conversion import TARGETS, convert_bytes
 from converters.errors import ConversionError, ValidationError
 
 
@@ -177,4 +177,6 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
                    name=name)
     art.report["timings"] = {"convert_s": round(time.perf_counter() - started,
                                                 3)}
+    if not allow_float_fallback:
+        art.check()
     return art

@@ -86,7 +86,7 @@ def _check(section: dict, spec: Dict[str, tuple], where: str) -> dict:
     out = {}
     for key, (types, default, ok) in spec.items():
         value = section.get(key, default)
-        if key in section:
+        if key in section and not (value is None and default is None):
             if isinstance(value, bool) and bool not in _as_tuple(types):
                 raise RecipeError(f"{where}.{key}: expected "
                                   f"{_names(types)}, got {value!r}")

@@ -1,0 +1,128 @@
+"""The CLI with click's CliRunner: every command on a tiny model, and bad
+input that must end in one line and a non-zero exit."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tfcompress.cli import main
+from conftest import classification_data, compile_clf, small_cnn
+
+TINY_RECIPE = """
+stages:
+  - prune: {target_sparsity: 0.5, schedule: constant, epochs: 1}
+  - quantize: {epochs: 1}
+fit: {batch_size: 32, loss: sparse_categorical_crossentropy, from_logits: true,
+      verbose: 0}
+"""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    x, y = classification_data(np.random.default_rng(0), n=200)
+    model = compile_clf(small_cnn())
+    model.fit(x, y, epochs=3, verbose=0)
+    paths = {"model": str(root / "tiny.keras"), "data": str(root / "d.npz"),
+             "recipe": str(root / "r.yaml"), "root": root}
+    model.save(paths["model"])
+    np.savez(paths["data"], x=x, y=y)
+    (root / "r.yaml").write_text(TINY_RECIPE)
+    np.savez(str(root / "nox.npz"), inputs=x)
+    np.savez(str(root / "shape.npz"), x=x[:, :4, :4], y=y)
+    np.savez(str(root / "labels.npz"), x=x, y=y + 10)
+    (root / "bad.yaml").write_text("stages: [{prune: {sparsity: 0.5}}]")
+    return paths
+
+
+def _run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def _one_line_error(result):
+    assert result.exit_code != 0
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def test_help_lists_commands_with_examples():
+    result = _run("--help")
+    assert result.exit_code == 0
+    for cmd in ("optimize", "convert", "validate", "inspect", "bench"):
+        assert cmd in result.output
+        sub = _run(cmd, "--help")
+        assert sub.exit_code == 0 and "Example:" in sub.output
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys; from tfcompress.cli import main; "
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_optimize_convert_validate_inspect_bench(files, tmp_path):
+    out = str(tmp_path / "opt")
+    result = _run("optimize", files["model"], "--data", files["data"],
+                  "--recipe", files["recipe"], "--target", "android",
+                  "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.load(open(os.path.join(out, "report.json")))
+    assert report["tflite"]["input"]["dtype"] == "int8"
+    assert [s["kind"] for s in report["stages"]] == ["prune", "quantize"]
+    assert report["stages"][1]["scheme"] == "PQAT"
+    assert report["validation"]["litert"]["agreement"] >= 0.9
+    assert "accuracy" in report["keras"]
+    tflite = os.path.join(out, "model.tflite")
+
+    conv = str(tmp_path / "conv")
+    result = _run("convert", files["model"], "--data", files["data"],
+                  "--target", "android", "--mode", "float16", "--out", conv)
+    assert result.exit_code == 0, result.output
+    assert json.load(open(os.path.join(conv, "report.json")))["mode"] == \
+        "float16"
+
+    result = _run("validate", tflite, "--data", files["data"])
+    assert result.exit_code == 0, result.output
+    assert "litert accuracy" in result.output
+
+    result = _run("inspect", tflite, "--json")
+    assert result.exit_code == 0, result.output
+    assert "FULLY_CONNECTED" in result.output
+
+    result = _run("bench", tflite, "--threads", "1", "--runs", "5")
+    assert result.exit_code == 0, result.output
+    assert "median" in result.output
+
+
+@pytest.mark.parametrize("args,culprit", [
+    (["convert", "missing.keras", "--data", "{data}", "--out", "{out}"],
+     "missing.keras"),
+    (["convert", "{model}", "--data", "missing.npz", "--out", "{out}"],
+     "missing.npz"),
+    (["convert", "{model}", "--data", "{root}/nox.npz", "--out", "{out}"],
+     "no array 'x'"),
+    (["convert", "{model}", "--data", "{root}/shape.npz", "--out", "{out}"],
+     "(200, 4, 4, 1)"),
+    (["optimize", "{model}", "--data", "{root}/labels.npz", "--recipe",
+      "{recipe}", "--out", "{out}"], "labels in [10,"),
+    (["optimize", "{model}", "--data", "{data}", "--recipe",
+      "{root}/bad.yaml", "--out", "{out}"], "stages[0].prune.sparsity"),
+    (["validate", "{data}", "--data", "{data}"], "TFL3"),
+    (["inspect", "missing.tflite"], "missing.tflite"),
+])
+def test_bad_input_gives_one_line_and_nonzero_exit(files, tmp_path, args,
+                                                   culprit):
+    fill = {"data": files["data"], "model": files["model"],
+            "recipe": files["recipe"], "root": str(files["root"]),
+            "out": str(tmp_path / "o")}
+    line = _one_line_error(_run(*[a.format(**fill) for a in args]))
+    assert culprit in line
+    assert not os.path.exists(tmp_path / "o" / "model.tflite")
