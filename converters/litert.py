@@ -20,9 +20,19 @@ class RunResult:
     raw_inputs: np.ndarray   # inputs as fed (quantized for int models)
 
 
-def interpreter(tflite: bytes, num_threads: Optional[int] = 1):
-    from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_content=bytes(tflite), num_threads=num_threads)
+def interpreter(tflite: bytes, num_threads: Optional[int] = 1, *,
+                reference_kernels: bool = False):
+    """A LiteRT interpreter, with tensors allocated.
+
+    ``reference_kernels`` selects TFLite's reference kernels (no XNNPACK):
+    the ones TFLM's kernels are ported from, hence the right baseline for a
+    bit-level comparison with TFLM.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    resolver = (OpResolverType.BUILTIN_REF if reference_kernels
+                else OpResolverType.AUTO)
+    interp = Interpreter(model_content=bytes(tflite), num_threads=num_threads,
+                         experimental_op_resolver_type=resolver)
     interp.allocate_tensors()
     return interp
 
@@ -48,9 +58,11 @@ def dequantize(q: np.ndarray, detail: dict) -> np.ndarray:
     return (q.astype(np.float32) - zero) * scale
 
 
-def run(tflite: bytes, x: np.ndarray, *, num_threads: int = 1) -> RunResult:
+def run(tflite: bytes, x: np.ndarray, *, num_threads: int = 1,
+        reference_kernels: bool = False) -> RunResult:
     """Run ``x`` ([N, ...] float) through the model one sample at a time."""
-    interp = interpreter(tflite, num_threads)
+    interp = interpreter(tflite, num_threads,
+                         reference_kernels=reference_kernels)
     inp = interp.get_input_details()
     out = interp.get_output_details()
     if len(inp) != 1 or len(out) != 1:
