@@ -74,6 +74,17 @@ class Artifact:
             from converters import micro
             micro.check_compatible(self.info)
 
+    def strip_strings(self) -> None:
+        """Ship the model without names, signatures and metadata (flash on a
+        microcontroller). Call after :meth:`check`, whose errors name layers;
+        the report keeps the names read before stripping."""
+        named = len(self.tflite)
+        self.tflite = flatbuffer.strip_strings(self.tflite)
+        self.report["tflite"].update(
+            bytes=len(self.tflite),
+            gzip_bytes=len(gzip.compress(self.tflite, mtime=0)),
+            bytes_with_names=named)
+
     # -- validation -------------------------------------------------------
     def validate(self, x: np.ndarray, y: Optional[np.ndarray] = None, *,
                  require: bool = True) -> dict:
@@ -185,4 +196,6 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
                                                 3)}
     if not allow_float_fallback:
         art.check()
+    if target == "micro":
+        art.strip_strings()
     return art

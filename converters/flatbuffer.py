@@ -228,3 +228,16 @@ def layer_name(tensor_name: str) -> str:
     if len(parts) > 2:
         return parts[1]
     return parts[0] if parts else tensor_name
+
+
+def strip_strings(tflite: bytes) -> bytes:
+    """Drop what a microcontroller never reads: tensor and subgraph names,
+    signature defs, the description and metadata entries (TF's
+    ``flatbuffer_utils.strip_strings`` plus metadata). Ops, tensors,
+    shapes, quantization and weights are unchanged."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    flatbuffer_utils.strip_strings(model)
+    model.metadata = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

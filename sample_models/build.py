@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="build")
     parser.add_argument("--only", choices=sorted(SAMPLES), action="append")
-    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=2,
+                        help="Keras fit verbosity (2: one line per epoch)")
     args = parser.parse_args(argv)
     rows = [_row(build(n, args.out, verbose=args.verbose))
             for n in (args.only or sorted(SAMPLES))]
