@@ -110,8 +110,8 @@ class Artifact:
             f"{metrics.MIN_AGREEMENT}"]
         if self.target == "micro":
             from converters import micro
-            # TFLM's kernels are ports of TFLite's reference kernels: compare
-            # with those (XNNPACK may round differently by an LSB or more).
+            # Compare with LiteRT's kernels that round as TFLM does (XNNPACK
+            # may differ by an LSB or more; its difference is reported).
             ref = litert.run(self.tflite, x, reference_kernels=True)
             micro_report = micro.validate(self.tflite, ref.raw_inputs,
                                           ref.raw_outputs)

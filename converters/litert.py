@@ -24,13 +24,15 @@ def interpreter(tflite: bytes, num_threads: Optional[int] = 1, *,
                 reference_kernels: bool = False):
     """A LiteRT interpreter, with tensors allocated.
 
-    ``reference_kernels`` selects TFLite's reference kernels (no XNNPACK):
-    the ones TFLM's kernels are ported from, hence the right baseline for a
-    bit-level comparison with TFLM.
+    ``reference_kernels`` selects TFLite's builtin kernels without the
+    default delegates (no XNNPACK): they round as TFLM's kernels do, hence
+    the baseline for a bit-level comparison with TFLM (XNNPACK and the
+    BUILTIN_REF kernels round differently, and a 1-LSB difference in a hidden
+    layer grows at the output).
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    resolver = (OpResolverType.BUILTIN_REF if reference_kernels
-                else OpResolverType.AUTO)
+    resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+                if reference_kernels else OpResolverType.AUTO)
     interp = Interpreter(model_content=bytes(tflite), num_threads=num_threads,
                          experimental_op_resolver_type=resolver)
     interp.allocate_tensors()
