@@ -122,10 +122,46 @@ class Artifact:
             if not micro_report["passed"]:
                 failures.append("TFLM output differs from LiteRT: "
                                 f"{micro_report.get('reason', micro_report)}")
+            failures += self._validate_lut(ref)
+            self._fit_budgets()
         self.report["validation"]["passed"] = not failures
         if failures and require:
             raise ValidationError(f"{self.name}: " + "; ".join(failures))
         return self.report
+
+    def _validate_lut(self, ref) -> List[str]:
+        """LUT-compress clustered weights (TFLM ``DECODE``), validate the
+        compressed model in TFLM against the same reference, keep it as
+        ``model_lut.tflite``."""
+        from converters import lut, micro
+        small, stats = lut.compress_clustered(self.tflite)
+        keep = ("bytes_before", "bytes_after", "saved_bytes",
+                "weight_bytes_before", "weight_bytes_after",
+                "tensors_compressed", "bits", "arena_before", "arena_after",
+                "reason")
+        summary = {k: stats[k] for k in keep if k in stats}
+        self.report["validation"]["micro_lut"] = summary
+        if small is None:
+            return []
+        check = micro.validate(small, ref.raw_inputs, ref.raw_outputs)
+        summary.update(agreement=check["agreement"],
+                       max_abs_lsb=check["max_abs_lsb"],
+                       arena_bytes=check["arena_bytes"],
+                       passed=check["passed"])
+        self.extra_files["model_lut.tflite"] = small
+        return [] if check["passed"] else [
+            "LUT-compressed model differs from LiteRT in TFLM"]
+
+    def _fit_budgets(self) -> None:
+        from converters import budgets
+        micro = self.report["validation"]["micro"]
+        lut = self.report["validation"].get("micro_lut", {})
+        flash = lut.get("bytes_after") if "passed" in lut else len(self.tflite)
+        arena = lut.get("arena_bytes", micro["arena_recommended"]) \
+            if "passed" in lut else micro["arena_recommended"]
+        self.report["budgets"] = {
+            name: budgets.fit(name, model_bytes=flash, arena_bytes=arena)
+            for name in sorted(budgets.PROFILES)}
 
     @property
     def passed(self) -> bool:
