@@ -37,6 +37,7 @@ class Artifact:
         self.report: dict = {"name": name, "target": target, "mode": mode,
                              "tflite": self._describe(), "validation": {}}
         self.extra_files: dict = {}
+        self.device = None  # micro: a budgets profile name or {ram, flash}
 
     # -- checks ----------------------------------------------------------
     def _describe(self) -> dict:
@@ -153,6 +154,9 @@ class Artifact:
             "LUT-compressed model differs from LiteRT in TFLM"]
 
     def _fit_budgets(self) -> None:
+        """Model flash (LUT-compressed when that validated) and recommended
+        arena against every device profile, and against ``self.device``
+        (a profile name or ``{"ram": .., "flash": ..}``) as ``budget``."""
         from converters import budgets
         micro = self.report["validation"]["micro"]
         lut = self.report["validation"].get("micro_lut", {})
@@ -162,6 +166,12 @@ class Artifact:
         self.report["budgets"] = {
             name: budgets.fit(name, model_bytes=flash, arena_bytes=arena)
             for name in sorted(budgets.PROFILES)}
+        if self.device is not None:
+            device = self.device
+            kwargs = dict(device) if isinstance(device, dict) else {}
+            profile = None if isinstance(device, dict) else device
+            self.report["budget"] = budgets.fit(
+                profile, model_bytes=flash, arena_bytes=arena, **kwargs)
 
     @property
     def passed(self) -> bool:

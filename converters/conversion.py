@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 

@@ -22,7 +22,7 @@ from sample_models import SAMPLES
 
 def build(name: str, out_root: str, *, verbose: int = 0):
     from tfcompress import pipeline
-    from tfcompress.compress import compress
+    from tfcompress.stages import compress
     from tfcompress.recipe import Recipe
 
     sample = SAMPLES[name]

@@ -126,3 +126,33 @@ def test_bad_input_gives_one_line_and_nonzero_exit(files, tmp_path, args,
     line = _one_line_error(_run(*[a.format(**fill) for a in args]))
     assert culprit in line
     assert not os.path.exists(tmp_path / "o" / "model.tflite")
+
+
+def test_convert_for_micro_checks_a_device_budget(files, tmp_path):
+    out = tmp_path / "micro"
+    result = _run("convert", files["model"], "--data", files["data"],
+                  "--target", "micro", "--device", "cortex-m0+", "--out",
+                  str(out))
+    assert result.exit_code == 0, result.output
+    report = json.load(open(out / "report.json"))
+    budget = report["budget"]
+    assert budget["profile"] == "cortex-m0+"
+    assert budget["ram"]["used"] == \
+        report["validation"]["micro"]["arena_recommended"]
+    assert budget["flash"]["used"] == report["tflite"]["bytes"]
+    assert "fits cortex-m0+" in result.output
+    header = (out / "model_data.h").read_text()
+    assert str(report["validation"]["micro"]["arena_recommended"]) in header
+    tiny = _run("convert", files["model"], "--data", files["data"],
+                "--target", "micro", "--ram", "64", "--flash", "1024",
+                "--out", str(tmp_path / "tiny"))
+    assert tiny.exit_code == 0, tiny.output
+    fit = json.load(open(tmp_path / "tiny" / "report.json"))["budget"]
+    assert fit["fits"] is False and fit["ram"]["headroom"] < 0
+
+
+def test_unknown_device_is_refused_before_work(files, tmp_path):
+    line = _one_line_error(_run(
+        "convert", files["model"], "--data", files["data"], "--target",
+        "micro", "--device", "pdp-11", "--out", str(tmp_path / "o")))
+    assert "pdp-11" in line and "cortex-m4" in line

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfcompress import pipeline
-from tfcompress.compress import compress
+from tfcompress.stages import compress
 from conftest import classification_data, compile_clf, small_cnn
 
 RECIPE = {"stages": [{"prune": {"target_sparsity": 0.5, "epochs": 2}},

@@ -26,9 +26,9 @@ _EXPORTS = {
     "cluster": ("tfcompress.clustering", "cluster"),
     "strip_clustering": ("tfcompress.clustering", "strip_clustering"),
     "quantize": ("tfcompress.quantization", "quantize"),
-    "strip": ("tfcompress.strip", "strip"),
-    "scope": ("tfcompress.strip", "scope"),
-    "custom_objects": ("tfcompress.strip", "custom_objects"),
+    "strip": ("tfcompress.unwrap", "strip"),
+    "scope": ("tfcompress.unwrap", "scope"),
+    "custom_objects": ("tfcompress.unwrap", "custom_objects"),
     "callbacks_for": ("tfcompress.callbacks", "callbacks_for"),
     "PruningStep": ("tfcompress.callbacks", "PruningStep"),
     "SparsityLogger": ("tfcompress.callbacks", "SparsityLogger"),
@@ -37,7 +37,7 @@ _EXPORTS = {
     "kernel_stats": ("tfcompress.stats", "kernel_stats"),
     "CompressionReport": ("tfcompress.selection", "CompressionReport"),
     "Recipe": ("tfcompress.recipe", "Recipe"),
-    "compress": ("tfcompress.compress", "compress"),
+    "compress": ("tfcompress.stages", "compress"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

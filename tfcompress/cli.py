@@ -67,6 +67,11 @@ def _summary(report: dict) -> None:
                  ("tflm max diff (LSB)", micro.get("max_abs_lsb")),
                  ("arena bytes (min / recommended)",
                   f"{micro['arena_bytes']} / {micro['arena_recommended']}")]
+    budget = report.get("budget")
+    if budget:
+        rows.append((f"fits {budget['profile']}",
+                     f"{budget['fits']} (RAM headroom {budget['ram']['headroom']} B,"
+                     f" flash headroom {budget['flash']['headroom']} B)"))
     rows.append(("validation", "passed" if val.get("passed") else "FAILED"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -106,11 +111,16 @@ def main():
               help="Seeded share of DATA.npz kept for validation.")
 @click.option("--checkpoint-dir", type=click.Path(), default=None,
               help="Save each finished stage; a re-run resumes from it.")
+@click.option("--device", default=None,
+              help="micro: device profile to check model + arena against "
+                   "(cortex-m0+, cortex-m4, cortex-m7, esp32-s3, nrf52840, rp2040).")
+@click.option("--ram", type=int, default=None, help="micro: custom RAM bytes.")
+@click.option("--flash", type=int, default=None, help="micro: custom flash bytes.")
 @click.option("--unsafe", is_flag=True,
               help="Allow loading models that carry code (Lambda layers).")
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
-             checkpoint_dir, unsafe):
+             checkpoint_dir, device, ram, flash, unsafe):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -127,7 +137,8 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
     art = pipeline.optimize(keras_model, x, y, rec, target=target,
                             out_dir=out_dir, name=_stem(model),
                             holdout=holdout, log=_log,
-                            checkpoint_dir=checkpoint_dir)
+                            checkpoint_dir=checkpoint_dir,
+                            device=_device(device, ram, flash))
     _finish(art)
 
 
@@ -140,10 +151,16 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
 @click.option("--mode", type=click.Choice(MODES), default="int8",
               show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path())
+@click.option("--device", default=None,
+              help="micro: device profile to check model + arena against "
+                   "(cortex-m0+, cortex-m4, cortex-m7, esp32-s3, nrf52840, rp2040).")
+@click.option("--ram", type=int, default=None, help="micro: custom RAM bytes.")
+@click.option("--flash", type=int, default=None, help="micro: custom flash bytes.")
 @click.option("--unsafe", is_flag=True,
               help="Allow loading models that carry code (Lambda layers).")
 @_errors
-def convert(model, data_path, target, mode, out_dir, unsafe):
+def convert(model, data_path, target, mode, out_dir, device, ram, flash,
+            unsafe):
     """Convert MODEL (.keras, .h5, SavedModel dir) to a validated .tflite.
 
     \b
@@ -158,7 +175,7 @@ def convert(model, data_path, target, mode, out_dir, unsafe):
         datasets.check_for_model(x, y, keras_model, data_path)
     art = pipeline.convert_and_validate(
         keras_model, x, x, y, target=target, mode=mode, out_dir=out_dir,
-        name=_stem(model), log=_log)
+        name=_stem(model), log=_log, device=_device(device, ram, flash))
     _finish(art)
 
 
@@ -221,6 +238,17 @@ def bench(model, threads, runs, warmup):
     result = latency.measure(load_tflite(model), threads=counts, runs=runs,
                              warmup=warmup)
     click.echo(json.dumps(result, indent=2))
+
+
+def _device(name, ram, flash):
+    if (ram is None) != (flash is None):
+        raise click.UsageError("give both --ram and --flash, or --device")
+    if ram is not None:
+        return {"ram": ram, "flash": flash}
+    if name is not None:
+        from converters import budgets
+        budgets.get(name)  # an unknown name fails before any training
+    return name
 
 
 def _stem(path: str) -> str:

@@ -95,5 +95,6 @@ def split(x: np.ndarray, y: Optional[np.ndarray], holdout: float = HOLDOUT,
     order = np.random.default_rng(seed).permutation(len(x))
     k = max(1, int(round(holdout * len(x))))
     hold, train = order[:k], order[k:]
-    pick = (lambda a, i: None if a is None else a[i])
-    return (x[train], pick(y, train)), (x[hold], pick(y, hold))
+    y_train = None if y is None else y[train]
+    y_hold = None if y is None else y[hold]
+    return (x[train], y_train), (x[hold], y_hold)

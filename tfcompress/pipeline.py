@@ -34,7 +34,7 @@ def float_baseline(model, x_eval, y_eval) -> dict:
 def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                          target="android", mode="int8", out_dir=None,
                          name="model", float_model=None, stages=None,
-                         layer_report=None, log=None):
+                         layer_report=None, log=None, device=None):
     """Convert ``model``, validate it on ``(x_eval, y_eval)``, save to
     ``out_dir``. ``float_model`` (default: ``model``) gives the float baseline
     for size and accuracy."""
@@ -43,6 +43,7 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
     _say(log, f"[{name}] converting ({target}, {mode}) with "
               f"{min(len(x_calib), 500)} calibration samples")
     art = convert(model, x_calib, target=target, mode=mode, name=name)
+    art.device = device
     _say(log, f"[{name}] validating on {len(x_eval)} samples in LiteRT"
               + (" and TFLM (arena bisection)" if target == "micro" else ""))
     art.validate(x_eval, y_eval, require=False)
@@ -68,10 +69,11 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
 
 
 def optimize(model, x, y, recipe, *, target="android", out_dir=None,
-             name="model", holdout=datasets.HOLDOUT, log=None, **compress_kw):
+             name="model", holdout=datasets.HOLDOUT, log=None, device=None,
+             **compress_kw):
     """Run ``recipe`` on ``model`` with ``(x, y)``, then convert and validate
     on a seeded ``holdout`` share of the data."""
-    from tfcompress.compress import compress
+    from tfcompress.stages import compress
     from tfcompress.recipe import get
     rec = get(recipe)  # fail on a bad recipe before anything else
     if y is None:
@@ -86,7 +88,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
     art = convert_and_validate(
         result.model, x_tr, x_ho, y_ho, target=target, out_dir=None,
         name=name, float_model=model, stages=result.history,
-        layer_report=result.report, log=log)
+        layer_report=result.report, log=log, device=device)
     art.report["recipe"] = rec.to_dict()
     art.report["timings"]["train_s"] = train_s
     if out_dir:

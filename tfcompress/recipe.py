@@ -21,7 +21,7 @@ import copy
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 # Each stage kind: {key: (type(s), default, check or None)}. ``epochs``,
 # ``learning_rate`` and ``batch_size`` are common to all stages.

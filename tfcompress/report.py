@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import List
 
 from tfcompress import plots
 from tfcompress.files import atomic_write, atomic_write_json

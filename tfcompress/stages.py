@@ -22,7 +22,7 @@ from tfcompress import callbacks as cb
 from tfcompress import clustering, pruning, quantization, recipe as recipes
 from tfcompress import stats
 from tfcompress.files import atomic_write
-from tfcompress.strip import scope, strip
+from tfcompress.unwrap import scope, strip
 from tfcompress._keras import keras
 
 

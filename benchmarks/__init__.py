@@ -1,0 +1,1 @@
+"""Side-by-side measurements of tfcompress; ``python -m benchmarks.run``."""
