@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -81,25 +81,46 @@ def _optimizer(fit: dict, learning_rate: float):
     return type(opt).from_config(config)
 
 
-def _wrap(stage: recipes.Stage, model, report, previous: List[str]):
-    p = stage.params
-    if stage.kind == "prune":
-        return pruning.prune(
-            model, p["target_sparsity"], p["schedule"],
-            begin_step=p["begin_step"], end_step=p["end_step"],
-            frequency=p["frequency"], per_layer=p["per_layer"],
-            skip=p["skip"], m_by_n=tuple(p["m_by_n"]) if p["m_by_n"] else None,
-            report=report)
-    if stage.kind == "cluster":
-        preserve = p["preserve_sparsity"]
-        if preserve is None:
-            preserve = "prune" in previous
-        return clustering.cluster(
-            model, p["clusters"], p["init"], preserve_sparsity=preserve,
-            per_channel=p["per_channel"], skip=p["skip"], report=report)
+def _wrap_prune(p: dict, model, report, previous: List[str]):
+    return pruning.prune(
+        model, p["target_sparsity"], p["schedule"],
+        begin_step=p["begin_step"], end_step=p["end_step"],
+        frequency=p["frequency"], per_layer=p["per_layer"],
+        skip=p["skip"], m_by_n=tuple(p["m_by_n"]) if p["m_by_n"] else None,
+        report=report)
+
+
+def _wrap_cluster(p: dict, model, report, previous: List[str]):
+    preserve = p["preserve_sparsity"]
+    if preserve is None:
+        preserve = "prune" in previous
+    return clustering.cluster(
+        model, p["clusters"], p["init"], preserve_sparsity=preserve,
+        per_channel=p["per_channel"], skip=p["skip"], report=report)
+
+
+def _wrap_quantize(p: dict, model, report, previous: List[str]):
     return quantization.quantize(model, preserve=p["preserve"],
                                  layers=p["layers"], skip=p["skip"],
                                  report=report)
+
+
+@dataclasses.dataclass
+class StageKind:
+    """How a recipe stage kind runs: ``wrap(params, model, report,
+    previous_kinds)`` returns the model to ``fit``; ``unwrap(trained)``
+    returns the model the next stage starts from."""
+
+    wrap: Callable
+    unwrap: Callable = strip
+
+
+#: stage name -> how it runs; its recipe fields live in ``recipe.STAGES``.
+STAGE_KINDS: Dict[str, StageKind] = {
+    "prune": StageKind(_wrap_prune),
+    "cluster": StageKind(_wrap_cluster),
+    "quantize": StageKind(_wrap_quantize),
+}
 
 
 def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
@@ -148,7 +169,8 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
         from tfcompress.selection import CompressionReport
         stage_report = CompressionReport()
         with scope_ctx():
-            wrapped = _wrap(stage, current, stage_report, previous)
+            kind = STAGE_KINDS[stage.kind]
+            wrapped = kind.wrap(stage.params, current, stage_report, previous)
             wrapped.compile(
                 optimizer=_optimizer(fit, stage.params["learning_rate"]
                                      or fit["learning_rate"]),
@@ -163,7 +185,7 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
             else fit["validation_split"],
             callbacks=stage_cbs, verbose=fit["verbose"]) if stage.epochs \
             else None
-        current = strip(wrapped)
+        current = kind.unwrap(wrapped)
         summary = stats.summary(current)
         entry = {
             "stage": i, "kind": stage.kind, "epochs": stage.epochs,
@@ -173,7 +195,7 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
             "sparsity": summary["sparsity"], "max_unique": summary["max_unique"],
             "seconds": round(time.perf_counter() - started, 2),
         }
-        if stage.kind == "quantize":
+        if getattr(wrapped, "qat_scheme", None):
             entry["scheme"] = wrapped.qat_scheme
         history.append(entry)
         report += stage_report.to_dict()
