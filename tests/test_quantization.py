@@ -71,11 +71,18 @@ def test_selective_qat_annotates_only_named_layers():
     assert report.skipped["conv"] == "skipped by user"
 
 
-def test_nested_model_is_refused_with_advice():
-    inner = small_cnn()
-    inp = keras.Input((8, 8, 1))
-    outer = keras.Model(inp, inner(inp))
-    with pytest.raises(ValueError, match="nested model"):
+def test_nested_subclassed_model_is_refused_with_advice():
+    class Block(keras.Model):
+        def __init__(self):
+            super().__init__(name="block")
+            self.dense = keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.dense(x)
+
+    inp = keras.Input((8,))
+    outer = keras.Model(inp, Block()(inp))
+    with pytest.raises(ValueError, match="'block' is subclassed.*Functional"):
         tfc.quantize(outer)
 
 

@@ -49,6 +49,16 @@ class PruningStep(tfmot.sparsity.keras.UpdatePruningStep):
         return {}
 
 
+def _scalar_metadata():
+    from tensorflow.core.framework import summary_pb2
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name="scalars"))
+
+
+_SCALAR_METADATA = _scalar_metadata()
+
+
 class SparsityLogger(keras.callbacks.Callback):
     """Log kernel sparsity and unique-value counts at the end of each epoch.
 
@@ -83,7 +93,10 @@ class SparsityLogger(keras.callbacks.Callback):
             with self._writer.as_default():
                 for key, value in logs.items():
                     if key.startswith(("sparsity", "unique", "max_unique")):
-                        tf.summary.scalar(key, np.float32(value), step=epoch)
+                        # tf.summary.scalar needs the tensorboard package;
+                        # write the same scalar summary without it.
+                        tf.summary.write(key, np.float32(value), step=epoch,
+                                         metadata=_SCALAR_METADATA)
             self._writer.flush()
 
     def on_train_end(self, logs=None):
@@ -106,4 +119,7 @@ def callbacks_for(model, *, per_layer: bool = False,
     if pruning_wrapper.collect_prunable_layers(model):
         out.append(PruningStep())
     out.append(SparsityLogger(per_layer=per_layer, log_dir=log_dir))
+    from tfcompress import distribute, quantization
+    if quantization.is_quantized(model):  # input ranges equal on replicas
+        out.append(distribute.SyncQuantizeRanges())
     return out

@@ -49,7 +49,28 @@ class PruneWrapper(pruning_wrapper.PruneLowMagnitude):
         return cls(**config)
 
 
+class PrunableDepthwiseConv2D(keras.layers.DepthwiseConv2D,
+                              tfmot.sparsity.keras.PrunableLayer):
+    """DepthwiseConv2D whose depthwise kernel tfmot may prune (tfmot's
+    registry lists no prunable weight for it). Exists only while wrapped:
+    :func:`strip_pruning` turns it back into a plain DepthwiseConv2D."""
+
+    def get_prunable_weights(self):
+        return [self.depthwise_kernel]
+
+
+def _prunable_copy(layer):
+    if type(layer) is not keras.layers.DepthwiseConv2D:
+        return layer
+    new = PrunableDepthwiseConv2D.from_config(layer.get_config())
+    new.build(layer._build_input_shape)  # a fresh copy: built, never called
+    new.set_weights(layer.get_weights())
+    return new
+
+
 def prunable_weight_count(layer) -> int:
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return int(layer.depthwise_kernel.shape.num_elements())
     if not prune_registry.PruneRegistry.supports(layer):
         return 0
     weights = prune_registry.PruneRegistry._weight_names(layer)  # noqa
@@ -64,7 +85,8 @@ def _skip_reason(layer, skip) -> Optional[str]:
         return selection.SKIP_NO_WEIGHTS
     if isinstance(layer, keras.Model):
         return "nested model: prune its layers by passing it to prune()"
-    if not prune_registry.PruneRegistry.supports(layer):
+    if not (prune_registry.PruneRegistry.supports(layer) or
+            isinstance(layer, keras.layers.DepthwiseConv2D)):
         return selection.SKIP_NO_SUPPORT
     try:
         n = prunable_weight_count(layer)
@@ -130,7 +152,7 @@ def prune(model, target_sparsity: float = 0.5,
                               begin_step=begin_step, end_step=end_step,
                               frequency=frequency) \
             if isinstance(schedule, str) else _copy_schedule(schedule)
-        return PruneWrapper(layer, pruning_schedule=sched,
+        return PruneWrapper(_prunable_copy(layer), pruning_schedule=sched,
                             block_size=block_size, sparsity_m_by_n=m_by_n), None
 
     new_model, report = selection.apply_to_layers(model, decide, "prune",
@@ -162,8 +184,24 @@ def is_pruned(model) -> bool:
 
 def strip_pruning(model):
     """Remove pruning wrappers; kernels keep their zeros."""
-    return _prune.strip_pruning(model)
+    stripped = _prune.strip_pruning(model)
+    if not any(isinstance(l, PrunableDepthwiseConv2D) for l in stripped.layers):
+        return stripped
+
+    def plain(layer):
+        if isinstance(layer, PrunableDepthwiseConv2D):
+            new = keras.layers.DepthwiseConv2D.from_config(layer.get_config())
+            new.build(layer.get_input_shape_at(0))
+            new.set_weights(layer.get_weights())
+            return new
+        return layer.__class__.from_config(layer.get_config())
+
+    out = keras.models.clone_model(stripped, clone_function=plain)
+    out.set_weights(stripped.get_weights())
+    return out
 
 
 def custom_objects() -> dict:
-    return {"PruneWrapper": PruneWrapper, **schedules.custom_objects()}
+    return {"PruneWrapper": PruneWrapper,
+            "PrunableDepthwiseConv2D": PrunableDepthwiseConv2D,
+            **schedules.custom_objects()}

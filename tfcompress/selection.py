@@ -106,8 +106,14 @@ def apply_to_layers(model, decide: Callable, technique: str,
     shared with the input model) and returns ``(new_layer, None)`` to wrap it
     or ``(copy, reason)`` to keep it as is. Returns ``(new_model, report)``.
     """
+    from tfcompress.flatten import flatten, nested_names
+
     check_functional(model, technique)
     report = report if report is not None else CompressionReport()
+    for name in nested_names(model):
+        report.entries.append(LayerEntry(name, "Model", technique, "flattened",
+                                         "nested model inlined"))
+    model = flatten(model)
 
     def clone_fn(layer):
         if isinstance(layer, keras.layers.InputLayer):
