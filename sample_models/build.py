@@ -44,7 +44,8 @@ def build(name: str, out_root: str, *, verbose: int = 0):
     art = pipeline.convert_and_validate(
         deployable, x, x_test, y_test, target="micro", mode="int8",
         out_dir=os.path.join(out_root, name), name=name, float_model=model,
-        stages=stages, layer_report=layers,
+        stages=stages, layer_report=layers, android=True,
+        labels=sample.LABELS, normalization=sample.NORMALIZATION,
         log=lambda m: print(m, file=sys.stderr))
     art.report["timings"]["train_s"] = train_s
     return art

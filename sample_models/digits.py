@@ -55,3 +55,4 @@ EPOCHS = 20
 BATCH_SIZE = 32
 LABELS = [str(i) for i in range(10)]
 RECIPE = "pcqat"  # tfcompress/recipes/pcqat.yaml
+NORMALIZATION = {"scale": 1 / 16.0, "offset": 0.0}  # raw 0..16 pixels

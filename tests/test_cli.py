@@ -70,8 +70,11 @@ def test_help_does_not_import_tensorflow():
 
 def test_optimize_convert_validate_inspect_bench(files, tmp_path):
     out = str(tmp_path / "opt")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\nd\n")
     result = _run("optimize", files["model"], "--data", files["data"],
                   "--recipe", files["recipe"], "--target", "android",
+                  "--labels", str(labels), "--normalization", "0.5,2",
                   "--out", out)
     assert result.exit_code == 0, result.output
     report = json.load(open(os.path.join(out, "report.json")))
@@ -80,6 +83,17 @@ def test_optimize_convert_validate_inspect_bench(files, tmp_path):
     assert report["stages"][1]["scheme"] == "PQAT"
     assert report["validation"]["litert"]["agreement"] >= 0.9
     assert "accuracy" in report["keras"]
+    android = report["android"]
+    assert android["signature"]["inputs"] == ["image"]
+    assert android["labels"] == ["a", "b", "c", "d"]
+    for variant in ("int8", "fp16"):
+        assert os.path.isfile(os.path.join(out, "android",
+                                           android["variants"][variant]["file"]))
+    sidecar = json.load(open(os.path.join(out, "android", "model.json")))
+    assert sidecar["normalization"]["mean"] == [0.5]
+    lat = report["latency"]["models"]
+    assert set(lat) == {"float32", "int8", "float16"}
+    assert all(m["threads"]["1"]["median_ms"] > 0 for m in lat.values())
     tflite = os.path.join(out, "model.tflite")
 
     conv = str(tmp_path / "conv")

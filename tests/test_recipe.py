@@ -34,7 +34,7 @@ def test_design_recipe_parses_and_round_trips():
      "stages[0].prune.target_sparsity"),
     (lambda r: r["stages"][0]["prune"].update(schedule="cubic"),
      "stages[0].prune.schedule"),
-    (lambda r: r["stages"].append({"distill": {}}), "stages[3].distill"),
+    (lambda r: r["stages"].append({"sparsify": {}}), "stages[3].sparsify"),
     (lambda r: r["fit"].update(batchsize=8), "fit.batchsize"),
     (lambda r: r["stages"].insert(0, {"quantize": {}}), "stages[0].quantize"),
     (lambda r: r.update(stages=[]), "stages"),

@@ -116,11 +116,21 @@ def main():
                    "(cortex-m0+, cortex-m4, cortex-m7, esp32-s3, nrf52840, rp2040).")
 @click.option("--ram", type=int, default=None, help="micro: custom RAM bytes.")
 @click.option("--flash", type=int, default=None, help="micro: custom flash bytes.")
+@click.option("--labels", "labels_path", type=click.Path(), default=None,
+              help="android: text file, one class name per line.")
+@click.option("--normalization", default=None, metavar="MEAN,STD",
+              help="android: input normalization the app applies, e.g. 0.5,0.25.")
 @click.option("--unsafe", is_flag=True,
               help="Allow loading models that carry code (Lambda layers).")
+@click.option("--strategy", type=click.Choice(["none", "mirrored",
+                                               "multiworker"]),
+              default="none", show_default=True,
+              help="tf.distribute strategy to train under; multiworker reads "
+                   "TF_CONFIG and only the chief writes --out.")
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
-             checkpoint_dir, device, ram, flash, unsafe):
+             checkpoint_dir, device, ram, flash, labels_path, normalization,
+             unsafe, strategy):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -131,6 +141,8 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
     from tfcompress.recipe import Recipe
     rec = Recipe.load(recipe)
     x, y = _load_data(data_path)
+    from tfcompress.distribute import get_strategy
+    strategy = get_strategy(strategy)  # multiworker: before any TF work
     from converters import load_model
     keras_model = load_model(model, allow_unsafe=unsafe)
     from tfcompress import pipeline
@@ -138,7 +150,9 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
                             out_dir=out_dir, name=_stem(model),
                             holdout=holdout, log=_log,
                             checkpoint_dir=checkpoint_dir,
-                            device=_device(device, ram, flash))
+                            device=_device(device, ram, flash),
+                            strategy=strategy,
+                            **_android_options(labels_path, normalization))
     _finish(art)
 
 
@@ -156,11 +170,15 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
                    "(cortex-m0+, cortex-m4, cortex-m7, esp32-s3, nrf52840, rp2040).")
 @click.option("--ram", type=int, default=None, help="micro: custom RAM bytes.")
 @click.option("--flash", type=int, default=None, help="micro: custom flash bytes.")
+@click.option("--labels", "labels_path", type=click.Path(), default=None,
+              help="android: text file, one class name per line.")
+@click.option("--normalization", default=None, metavar="MEAN,STD",
+              help="android: input normalization the app applies, e.g. 0.5,0.25.")
 @click.option("--unsafe", is_flag=True,
               help="Allow loading models that carry code (Lambda layers).")
 @_errors
 def convert(model, data_path, target, mode, out_dir, device, ram, flash,
-            unsafe):
+            labels_path, normalization, unsafe):
     """Convert MODEL (.keras, .h5, SavedModel dir) to a validated .tflite.
 
     \b
@@ -175,7 +193,8 @@ def convert(model, data_path, target, mode, out_dir, device, ram, flash,
         datasets.check_for_model(x, y, keras_model, data_path)
     art = pipeline.convert_and_validate(
         keras_model, x, x, y, target=target, mode=mode, out_dir=out_dir,
-        name=_stem(model), log=_log, device=_device(device, ram, flash))
+        name=_stem(model), log=_log, device=_device(device, ram, flash),
+        **_android_options(labels_path, normalization))
     _finish(art)
 
 
@@ -194,7 +213,8 @@ def validate(model, data_path, target):
     """
     x, y = _load_data(data_path)
     from tfcompress import pipeline
-    art = pipeline.validate_file(model, x, y, target=target)
+    art = pipeline.validate_file(model, x, y, target=target,
+                                 data_name=data_path)
     _finish(art)
 
 
@@ -210,8 +230,8 @@ def inspect(model, as_json):
       tfcompress inspect build/digits/model.tflite --json
     """
     from converters import inspect as inspector
-    from tfcompress.pipeline import load_tflite
-    report = inspector.inspect(load_tflite(model))
+    from tfcompress.pipeline import inspect_file
+    report = inspect_file(model)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
@@ -232,11 +252,9 @@ def bench(model, threads, runs, warmup):
     Example:
       tfcompress bench build/digits/model.tflite --threads 1,4
     """
-    from converters import latency
-    from tfcompress.pipeline import load_tflite
+    from tfcompress.pipeline import bench_file
     counts = tuple(int(t) for t in threads.split(",") if t.strip())
-    result = latency.measure(load_tflite(model), threads=counts, runs=runs,
-                             warmup=warmup)
+    result = bench_file(model, threads=counts, runs=runs, warmup=warmup)
     click.echo(json.dumps(result, indent=2))
 
 
@@ -249,6 +267,26 @@ def _device(name, ram, flash):
         from converters import budgets
         budgets.get(name)  # an unknown name fails before any training
     return name
+
+
+def _android_options(labels_path, normalization) -> dict:
+    labels = None
+    if labels_path is not None:
+        import os
+        if not os.path.isfile(labels_path):
+            raise FileNotFoundError(f"labels file {labels_path!r} does not exist")
+        with open(labels_path) as f:
+            labels = [line.strip() for line in f if line.strip()]
+    norm = None
+    if normalization is not None:
+        try:
+            mean, std = (float(v) for v in normalization.split(","))
+        except ValueError:
+            raise click.BadParameter(
+                f"expected MEAN,STD such as 0.5,0.25, got {normalization!r}",
+                param_hint="--normalization") from None
+        norm = {"mean": mean, "std": std}
+    return {"labels": labels, "normalization": norm}
 
 
 def _stem(path: str) -> str:
