@@ -10,6 +10,8 @@ float16    float16 weights, float32 compute            GPU delegate
 dynamic    int8 weights, float activations             CPU (not TFLM)
 int16x8    int16 activations, int8 weights             CPU, TFLM (some ops)
 float32    no quantization                             reference
+int4       4-bit weights, float activations            CPU (not TFLM)
+           (ai-edge-quantizer ``dynamic_wi4_afp32``)
 =========  ==========================================  ====================
 """
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from converters.errors import ConversionError
 
-MODES = ("int8", "float16", "dynamic", "int16x8", "float32")
+MODES = ("int8", "float16", "dynamic", "int16x8", "float32", "int4")
 TARGETS = ("micro", "android")
 #: samples of representative data used for calibration at most
 CALIBRATION_SAMPLES = 500
@@ -52,9 +54,20 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
             raise ValueError(f"{path!r} is a directory but not a SavedModel "
                              "(no saved_model.pb); pass a .keras/.h5 file")
         return path  # converted with from_saved_model
+    if path.endswith(".keras"):
+        from tfcompress import keras3
+        if keras3.is_keras3_file(path):   # saved by Keras 3: rebuild
+            return keras3.load(path)
     kwargs = {"compile": True}
     if path.endswith(".keras"):
         kwargs["safe_mode"] = not allow_unsafe
+    elif path.endswith((".h5", ".hdf5")) and not allow_unsafe:
+        code = _h5_code_layers(path)  # tf_keras has no safe_mode for .h5
+        if code:
+            raise ValueError(
+                f"{path}: the model contains code ({code[0]}) and is refused "
+                "in safe mode; pass --unsafe / allow_unsafe=True only if you "
+                "trust the file")
     try:
         with tfcompress.scope():
             return keras.models.load_model(path, **kwargs)
@@ -66,6 +79,51 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
                 "is refused in safe mode; pass --unsafe / allow_unsafe=True "
                 "only if you trust the file") from None
         raise ValueError(f"{path}: cannot load Keras model: {msg}") from None
+
+
+#: config keys whose value names how a serialized Python function is stored
+_FUNCTION_TYPES = ("function_type", "output_shape_type")
+
+
+def _h5_code_layers(path: str) -> list:
+    """Code-carrying objects in an .h5 model's ``model_config`` JSON:
+    ``["Lambda layer 'double'", ...]`` (Lambda layers, and any config that
+    stores a Python function as bytecode). Read without deserializing."""
+    import json
+
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 Keras model "
+                         f"({exc})") from None
+    if raw is None:
+        return []
+    try:
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except ValueError:
+        return ["an unreadable model_config"]
+    found: list = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            conf = node.get("config")
+            name = conf.get("name") if isinstance(conf, dict) else None
+            if node.get("class_name") == "Lambda":
+                found.append(f"Lambda layer {name!r}")
+                return
+            if any(node.get(k) == "lambda" for k in _FUNCTION_TYPES):
+                found.append(f"a serialized Python function in "
+                             f"{node.get('name', 'a config')!r}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
 
 
 def representative_dataset(x: np.ndarray, samples: int = CALIBRATION_SAMPLES):
@@ -108,6 +166,8 @@ def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
             raise ValueError(
                 f"mode {mode!r} needs representative data: pass a non-empty "
                 "array of model inputs (e.g. 100-500 training samples)")
+    if mode == "int4":
+        return _int4(convert_bytes(model, mode="float32"))
     conv = _converter(model)
     if mode == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -135,6 +195,21 @@ def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
         return bytes(conv.convert())
     except Exception as exc:  # the converter raises ConverterError & co.
         raise ConversionError(_explain(exc, mode)) from None
+
+
+def _int4(float_tflite: bytes) -> bytes:
+    """4-bit weights (per channel), float activations, with LiteRT's
+    ai-edge-quantizer: the weight-only route the TFLite converter lacks."""
+    import ai_edge_quantizer
+    from ai_edge_quantizer import recipe
+
+    quantizer = ai_edge_quantizer.Quantizer(float_tflite)
+    quantizer.load_quantization_recipe(recipe.dynamic_wi4_afp32())
+    try:
+        return bytes(quantizer.quantize().quantized_model)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConversionError(f"int4 quantization failed: {first}") from None
 
 
 _OP_RE = re.compile(r"'(tf|tfl)\.(\w+)'")

@@ -134,3 +134,28 @@ def test_qat_keeps_signature_names(model, data, converted):
                                          "outputs": ["logits"]}}
     for _, weight, act in weights_and_activations(q_info):
         assert (weight.dtype, act.dtype) == ("INT8", "INT8")
+
+
+def test_int4_mode_stores_4bit_weights_and_keeps_accuracy(digits_data):
+    """ai-edge-quantizer's dynamic_wi4_afp32: weights at 4 bits, smaller
+    than int8, accuracy close to float."""
+    from converters import litert, validate
+    from converters.conversion import convert_bytes as convert
+    from sample_models import digits
+
+    (x, y), (x_test, y_test) = digits_data
+    model = digits.build_model()
+    digits.compile_model(model)
+    model.fit(x, y, epochs=8, batch_size=32, verbose=0)
+    int8 = convert(model, x[:200], mode="int8")
+    int4 = convert(model, mode="int4")
+    info = flatbuffer.read(int4)
+    kernels = [info.tensors[op.inputs[1]] for op in info.operators
+               if op.name in ("CONV_2D", "FULLY_CONNECTED")]
+    assert {k.dtype for k in kernels} == {"INT4"}
+    assert len(int4) < 0.7 * len(int8)
+    accuracy = {}
+    for name, blob in (("int4", int4), ("float32", convert(model, mode="float32"))):
+        run = litert.run(blob, x_test)
+        accuracy[name] = validate.compare(run.outputs, None, y_test)["accuracy"]
+    assert accuracy["float32"] - accuracy["int4"] <= 0.02

@@ -15,7 +15,7 @@ import click
 from tfcompress import __version__
 
 TARGETS = ("micro", "android")
-MODES = ("int8", "float16", "dynamic", "int16x8", "float32")
+MODES = ("int8", "float16", "dynamic", "int16x8", "float32", "int4")
 
 
 def _fail(message: str, code: int = 1):

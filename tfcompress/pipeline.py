@@ -280,7 +280,9 @@ def _mode_of(tflite: bytes) -> str:
         return "int8"
     if dtypes == {"INT16"}:
         return "int16x8"
-    consts = {t.dtype for t in info.tensors if t.is_constant}
+    consts = {t.dtype for t in info.tensors if t.buffer_bytes}
+    if "INT4" in consts:
+        return "int4"
     if "FLOAT16" in consts:
         return "float16"
     return "dynamic" if "INT8" in consts else "float32"
