@@ -235,7 +235,9 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
     started = time.perf_counter()
     data = convert_bytes(model, representative_data, mode=mode,
                          allow_float_fallback=allow_float_fallback)
-    keras_model = None if isinstance(model, str) else model
+    from converters.conversion import SavedModelPredictor
+    keras_model = SavedModelPredictor(model) if isinstance(model, str) \
+        else model
     art = Artifact(data, target=target, mode=mode, keras_model=keras_model,
                    name=name)
     art.report["timings"] = {"convert_s": round(time.perf_counter() - started,

@@ -126,6 +126,30 @@ def _h5_code_layers(path: str) -> list:
     return found
 
 
+class SavedModelPredictor:
+    """``predict`` for a SavedModel directory (its ``serving_default``
+    signature), so a converted SavedModel is compared with its float
+    source like a Keras model is."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fn = None
+
+    def predict(self, x, verbose=0, batch_size=256):
+        tf = _tf()
+        if self._fn is None:
+            self._fn = tf.saved_model.load(self.path).signatures[
+                "serving_default"]
+        outs = []
+        for i in range(0, len(x), batch_size):
+            result = self._fn(tf.constant(x[i:i + batch_size]))
+            if len(result) != 1:
+                raise ValueError(f"{self.path}: validation supports one "
+                                 f"output; the SavedModel has {len(result)}")
+            outs.append(next(iter(result.values())).numpy())
+        return np.concatenate(outs)
+
+
 def representative_dataset(x: np.ndarray, samples: int = CALIBRATION_SAMPLES):
     """A converter ``representative_dataset`` over the first ``samples``
     rows of ``x``, one sample per step, in a fixed order."""

@@ -170,3 +170,22 @@ def test_unknown_device_is_refused_before_work(files, tmp_path):
         "convert", files["model"], "--data", files["data"], "--target",
         "micro", "--device", "pdp-11", "--out", str(tmp_path / "o")))
     assert "pdp-11" in line and "cortex-m4" in line
+
+
+@pytest.mark.parametrize("fmt", [".h5", ".keras", "savedmodel"])
+def test_convert_accepts_every_model_format(files, tmp_path, fmt):
+    from tfcompress import keras
+    with __import__("tfcompress").scope():
+        model = keras.models.load_model(files["model"])
+    path = str(tmp_path / ("m" + fmt if fmt != "savedmodel" else "sm"))
+    if fmt == "savedmodel":
+        model.save(path, save_format="tf")
+    else:
+        model.save(path)
+    out = tmp_path / "out"
+    result = _run("convert", path, "--data", files["data"], "--target",
+                  "android", "--mode", "int8", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.load(open(out / "report.json"))
+    assert report["tflite"]["input"]["dtype"] == "int8"
+    assert report["validation"]["litert"]["agreement"] >= 0.98

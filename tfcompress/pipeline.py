@@ -89,7 +89,8 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
     baseline = float_baseline(float_model or model, x_eval, y_eval)
     float_tflite = baseline.pop("tflite")
     art.report["float"] = baseline
-    art.report["compressed_keras"] = stats.summary(model)
+    if not isinstance(model, str):  # a SavedModel path has no Keras layers
+        art.report["compressed_keras"] = stats.summary(model)
     lite = art.report["validation"]["litert"]
     art.report["variants"] = [
         {"name": "float32", "bytes": baseline["bytes"],
