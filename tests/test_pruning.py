@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import tfcompress as tfc
+from converters import convert, flatbuffer
 from tfcompress import keras, schedules, stats
 from tfcompress.pruning import PruneWrapper
 from conftest import compile_clf, small_cnn
@@ -54,6 +55,12 @@ def test_stripped_kernel_reaches_target_sparsity(kind, schedule, rng):
     assert not any(isinstance(l, PruneWrapper) for l in stripped.layers)
     kernel = stripped.get_layer("target").get_weights()[0]
     assert abs(np.mean(kernel == 0) - 0.6) <= 0.01
+    if kind != "Embedding":  # int32 ids: no int8 input tensor to convert
+        art = convert(stripped, x[:32], target="android")
+        rows = [r for r in flatbuffer.weight_stats(art.info)
+                if r["layer"] == "target"]
+        assert len(rows) == 1 and rows[0]["dtype"] == "int8"
+        assert rows[0]["sparsity"] >= 0.59
 
 
 def test_two_of_four_structured_sparsity(rng):
