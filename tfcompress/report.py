@@ -77,6 +77,37 @@ def markdown(report: dict, images: dict) -> str:
                          f"{' (' + s['scheme'] + ')' if s.get('scheme') else ''}"
                          f" | {s['epochs']} | {_fmt(s['sparsity'], '%')} | "
                          f"{s['max_unique']} | {s['seconds']} |")
+    lut = val.get("micro_lut")
+    if lut and lut.get("bytes_after"):
+        lines += ["", "## Flash with TFLM LUT compression", "",
+                  f"{_fmt(lut['bytes_before'])} B -> {_fmt(lut['bytes_after'])} B "
+                  f"({lut.get('tensors_compressed')} weight tensors as "
+                  "indices into per-channel tables; TFLM agreement "
+                  f"{_fmt(lut.get('agreement'), '%')}, arena "
+                  f"{_fmt(lut.get('arena_bytes'))} B: decoded weights live "
+                  "in RAM)."]
+    if report.get("budgets"):
+        lines += ["", "## Device budgets", "",
+                  "| device | fits | RAM headroom B | flash headroom B |",
+                  "|---|---|---|---|"]
+        for name, fit in report["budgets"].items():
+            lines.append(f"| {name} | {'yes' if fit['fits'] else 'no'} | "
+                         f"{_fmt(fit['ram']['headroom'])} | "
+                         f"{_fmt(fit['flash']['headroom'])} |")
+    timing = report.get("latency", {}).get("models")
+    if timing:
+        threads = sorted({t for m in timing.values() for t in m["threads"]},
+                         key=int)
+        lines += ["", "## LiteRT latency (median / p90 ms)", "",
+                  "| variant | bytes | " + " | ".join(
+                      f"{t} thread{'s' if str(t) != '1' else ''}"
+                      for t in threads) + " |",
+                  "|---|---|" + "---|" * len(threads)]
+        for name, m in timing.items():
+            cells = [f"{m['threads'][t]['median_ms']:.4f} / "
+                     f"{m['threads'][t]['p90_ms']:.4f}" for t in threads]
+            lines.append(f"| {name} | {_fmt(m['bytes'])} | "
+                         + " | ".join(cells) + " |")
     layers = lite.get("layers")
     if layers:
         lines += ["", "## Weights in the .tflite", "",
