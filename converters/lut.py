@@ -222,7 +222,7 @@ def compress_clustered(tflite: bytes, info: ModelInfo | None = None,
                   "weight_bytes_before": info.weight_bytes,
                   "weight_bytes_after": flatbuffer.read(out).weight_bytes,
                   "tensors_compressed": len(chosen),
-                  "bits": {c["name"]: c["bits"] for c in chosen}})
+                  "bits": {(c["name"] or f"tensor {c['index']}"): c["bits"] for c in chosen}})
     if verify:
         stats["arena_before"] = micro.find_arena(tflite)
         try:

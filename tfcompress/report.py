@@ -81,8 +81,8 @@ def markdown(report: dict, images: dict) -> str:
     if lut and lut.get("bytes_after"):
         lines += ["", "## Flash with TFLM LUT compression", "",
                   f"{_fmt(lut['bytes_before'])} B -> {_fmt(lut['bytes_after'])} B "
-                  f"({lut.get('tensors_compressed')} weight tensors as "
-                  "indices into per-channel tables; TFLM agreement "
+                  f"({lut.get('tensors_compressed')} weight tensors as bit-packed "
+                  "indices into value tables; TFLM agreement "
                   f"{_fmt(lut.get('agreement'), '%')}, arena "
                   f"{_fmt(lut.get('arena_bytes'))} B: decoded weights live "
                   "in RAM)."]
