@@ -295,6 +295,187 @@ def bench_mobilenet(res: dict) -> None:
                  for k, b in blobs.items()}}
 
 
+# -- structured compression: channel pruning, low rank -----------------------
+def bench_structured(res: dict, runs: int = LATENCY_RUNS) -> None:
+    """Channel pruning 50% of a MobileNet-style 96x96x3 model (random
+    weights): params, MACs, int8 bytes, LiteRT latency (1 thread,
+    interleaved) before/after; and channel pruning / low-rank rows on digits
+    (params, accuracy after a brief fine-tune)."""
+    from converters import litert
+    from sample_models import digits, mobilenet_style
+    from tfcompress import channel_pruning, lowrank
+    model = mobilenet_style.build_model((96, 96, 3))
+    small, rep = channel_pruning.prune_channels(model, 0.5, "l1")
+    calib = np.random.default_rng(0).uniform(
+        0, 1, (64, 96, 96, 3)).astype(np.float32)
+    log(f"structured: mobilenet-style channel pruning 50%, int8, {runs} "
+        "interleaved LiteRT runs")
+    rows = channel_pruning.compare_deployed(
+        {"unpruned": model, "channel-pruned 50% (l1)": small}, calib,
+        runs=runs, threads=(1,))
+    for name, row in rows.items():
+        out = litert.run(row["tflite"], calib[:4]).outputs  # runs in LiteRT
+        row["runs_in_litert"] = bool(out.shape == (4, 10)
+                                     and np.isfinite(out).all())
+        t = row.pop("latency")[1]
+        row["lat"] = (t["median_ms"], t["p90_ms"])
+        row.pop("tflite")
+    res["structured_mobilenet"] = {"rows": rows, "groups": rep.groups}
+
+    (x, y), (xt, yt) = digits.load_data()
+    base = res.get("digits_base")
+    if base is None:
+        log(f"structured: training digits ({digits.EPOCHS} epochs)")
+        base = digits.build_model()
+        digits.compile_model(base)
+        base.fit(x, y, epochs=digits.EPOCHS, batch_size=digits.BATCH_SIZE,
+                 verbose=0)
+    ft = 3
+
+    def acc(m):
+        return float(np.mean(np.argmax(m.predict(xt, verbose=0), -1) == yt))
+
+    def tuned(m):
+        digits.compile_model(m)
+        m.fit(x, y, epochs=ft, batch_size=digits.BATCH_SIZE, verbose=0)
+        return acc(m)
+
+    log(f"structured: digits channel pruning 50% and low rank, {ft} epochs "
+        "fine-tune each")
+    drows = {"float (no structured compression)": {
+        "params": int(base.count_params()),
+        "macs": channel_pruning.count_macs(base), "acc": acc(base),
+        "acc_ft": None}}
+    cp_model, _ = channel_pruning.prune_channels(clone(base), 0.5, "l1")
+    drows["channel-pruned 50% (l1)"] = {
+        "params": int(cp_model.count_params()),
+        "macs": channel_pruning.count_macs(cp_model), "acc": acc(cp_model)}
+    drows["channel-pruned 50% (l1)"]["acc_ft"] = tuned(cp_model)
+    models = {"float (no structured compression)": base,
+              "channel-pruned 50% (l1)": cp_model}
+    for key, value in (("energy", 0.9), ("rank", 16)):
+        lr_model, lr_rep = lowrank.factorize(clone(base), **{key: value})
+        ranks = ", ".join(f"{e['name']} rank {e['rank']}"
+                          for e in lr_rep.layers if e["status"] == "compressed")
+        name = f"low rank, {key} {value} ({ranks})"
+        drows[name] = {"params": int(lr_model.count_params()),
+                       "macs": channel_pruning.count_macs(lr_model),
+                       "acc": acc(lr_model)}
+        drows[name]["acc_ft"] = tuned(lr_model)
+        models[name] = lr_model
+    for name, m in models.items():
+        drows[name]["bytes"] = len(tf_convert(m, x, mode="int8"))
+    res["structured_digits"] = {"rows": drows, "epochs": ft}
+
+
+def render_structured(res: dict) -> str:
+    """Markdown for :func:`bench_structured` (empty when it did not run)."""
+    mb = res.get("structured_mobilenet")
+    if not mb:
+        return ""
+    out = ["| MobileNet-style 96x96x3 (random weights) | params | MACs | "
+           "int8 bytes | LiteRT latency median / p90 ms (1 thread) | "
+           "runs in LiteRT |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for name, r in mb["rows"].items():
+        out.append(f"| {name} | {fmt(r['params'])} | {fmt(r['macs'])} | "
+                   f"{fmt(r['bytes'])} | {r['lat'][0]:.3f} / {r['lat'][1]:.3f}"
+                   f" | {'yes' if r['runs_in_litert'] else 'no'} |")
+    base, cut = list(mb["rows"].values())
+    out.append(f"| ratio pruned / unpruned | "
+               f"{cut['params'] / base['params']:.3f} | "
+               f"{cut['macs'] / base['macs']:.3f} | "
+               f"{cut['bytes'] / base['bytes']:.3f} | "
+               f"{cut['lat'][0] / base['lat'][0]:.3f} | |")
+    dg = res.get("structured_digits")
+    if dg:
+        out += ["", f"| digits (trained float model) | params | MACs | "
+                f"int8 bytes | accuracy (no fine-tune) | accuracy after "
+                f"{dg['epochs']} epochs fine-tune |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for name, r in dg["rows"].items():
+            tuned = "-" if r["acc_ft"] is None else f"{r['acc_ft']:.4f}"
+            out.append(f"| {name} | {fmt(r['params'])} | {fmt(r['macs'])} | "
+                       f"{fmt(r['bytes'])} | {r['acc']:.4f} | {tuned} |")
+    return "\n".join(out)
+
+
+# -- low-bit weights: binary, 4-bit ------------------------------------------
+def bench_lowbit(res: dict) -> None:
+    """Digits with binary weights (recipe ``binary``: +-alpha per channel,
+    first/last layers 8-bit, PTQ) and 4-bit weight QAT (recipe ``int4``):
+    accuracy, .tflite bytes, TFLM flash with LUT (index width from the
+    values per channel), bits per weight stored, the LUT model's TFLM
+    outputs against the uncompressed model's."""
+    from converters import convert_bytes, litert, validate
+    from sample_models import digits
+    from tfcompress import lowbit
+    from tfcompress.recipe import Recipe
+    from tfcompress.stages import compress
+    (x, y), (xt, yt) = digits.load_data()
+    base = res.get("digits_base")
+    if base is None:
+        log(f"lowbit: training digits ({digits.EPOCHS} epochs)")
+        base = digits.build_model()
+        digits.compile_model(base)
+        base.fit(x, y, epochs=digits.EPOCHS, batch_size=digits.BATCH_SIZE,
+                 verbose=0)
+    rows = {}
+    for recipe, label in (("binary", "binary weights (first/last 8-bit), PTQ"),
+                          ("int4", "4-bit weight QAT (first/last 8-bit)")):
+        rec = Recipe.load(recipe)
+        rec.fit["verbose"] = 0
+        log(f"lowbit: digits recipe {recipe} "
+            f"({sum(s.epochs for s in rec.stages)} epochs)")
+        t0 = time.perf_counter()
+        model = compress(clone(base), (x, y), (xt, yt), rec).model
+        train_s = time.perf_counter() - t0
+        tflite = convert_bytes(model, x, mode="int8")
+        run = litert.run(tflite, xt, reference_kernels=True)
+        _, rep = lowbit.micro_export(tflite, run.raw_inputs[:100])
+        rows[label] = {"acc": validate.compare(run.outputs, None, yt)[
+            "accuracy"], "bytes": len(tflite), "gzip": gz(tflite),
+            "unique": lowbit.channel_unique(tflite), "train_s": train_s,
+            **rep}
+    for label, key in (("plain converter PTQ int8", "ptq"),
+                       ("tfcompress pcqat (micro)", "pcqat")):
+        r = res.get("digits_rows", {}).get(label)
+        if r is None:
+            continue
+        tflite = r["tflite"]
+        ref = litert.run(tflite, xt[:100], reference_kernels=True)
+        _, rep = lowbit.micro_export(tflite, ref.raw_inputs)
+        rows[label] = {"acc": r["acc"], "bytes": len(tflite),
+                       "gzip": gz(tflite),
+                       "unique": lowbit.channel_unique(tflite), **rep}
+    res["lowbit"] = {"rows": rows, "float_acc": litert_metric(
+        tf_convert(base, mode="float32"), xt, yt)}
+
+
+def render_lowbit(res: dict) -> str:
+    """Markdown for :func:`bench_lowbit` (empty when it did not run)."""
+    lb = res.get("lowbit")
+    if not lb:
+        return ""
+    out = ["| digits | accuracy (LiteRT) | .tflite bytes | gzip bytes | "
+           "TFLM flash with LUT | LUT index bits (per layer) | bits per "
+           "weight stored | max values per channel | LUT model = int8 model "
+           "in TFLM | arena min (int8 / LUT) |",
+           "| --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | ---: |"]
+    for name, r in lb["rows"].items():
+        bits = ", ".join(f"{k} {v}" for k, v in sorted(r["bits"].items())) \
+            or "-"
+        uniq = ", ".join(f"{k} {v}" for k, v in r["unique"].items())
+        same = "-" if r["tflm_equal"] is None else (
+            "yes" if r["tflm_equal"] else f"no ({r['tflm_max_diff']} LSB)")
+        arena = (f"{fmt(r.get('arena_before'))} / {fmt(r.get('arena_after'))}"
+                 if r.get("arena_after") else "-")
+        out.append(f"| {name} | {r['acc']:.4f} | {fmt(r['bytes'])} | "
+                   f"{fmt(r['gzip'])} | {fmt(r['bytes_after'])} | {bits} | "
+                   f"{r['stored_bits_per_weight']:.2f} | {uniq} | {same} | "
+                   f"{arena} |")
+    return "\n".join(out)
+
+
 # -- training-step overhead -------------------------------------------------
 def bench_overhead(res: dict) -> None:
     import tfcompress as tfc
@@ -599,6 +780,34 @@ def render(res: dict, elapsed: float) -> tuple:
 def write_md(path, res, elapsed, argv_note):
     from sample_models import digits, sine
     table, targets, timings, ovt, misses = render(res, elapsed)
+    structured = render_structured(res)
+    lowbit_md = render_lowbit(res)
+    if lowbit_md:
+        lowbit_md = (
+            "## Low-bit weights: binary and 4-bit, on stock TFLite/TFLM\n\n"
+            "Same trained digits float model (LiteRT float32 accuracy "
+            f"{res['lowbit']['float_acc']:.4f}). Binary: recipe `binary` "
+            "(`tfcompress.lowbit.binarize`, +-alpha per output channel, STE, "
+            "first/last layers float then int8), plain int8 PTQ. 4-bit: recipe "
+            "`int4` (`quantize(weight_bits=4)`, first/last 8-bit). Flash = "
+            "`converters.lut.compress_clustered` output; bits per weight "
+            "stored = constant int8 data + LUT indices + value tables, over "
+            "all int8 weights; the LUT model's TFLM outputs are compared "
+            "with the uncompressed model's on 100 test images. The decoded "
+            "weights live in the arena (DECODE), so RAM grows.\n\n"
+            + lowbit_md + "\n")
+    if structured:
+        structured = (
+            "## Structured compression: channel pruning and low rank\n\n"
+            "Channel pruning (`tfcompress.channel_pruning.prune_channels`) "
+            "removes whole filters and rebuilds a smaller dense model, so "
+            "params, MACs, bytes and latency all drop (magnitude pruning "
+            "only zeroes weights). MobileNet-style model as above but with "
+            "BN and residual Adds (`sample_models/mobilenet_style.py`), "
+            "random weights; int8 via `convert_bytes`; latency interleaved, "
+            f"1 thread, {LATENCY_RUNS} runs. Digits rows: the trained digits "
+            "float model, compressed, then fine-tuned (Keras accuracy on "
+            "the test split).\n\n" + structured + "\n")
     rows = res["digits_rows"]
     notes = "\n".join(f"- digits {lab}: {r['note']}" for lab, r in rows.items()
                       if r.get("note"))
@@ -715,6 +924,8 @@ Notes:
 
 {why_text}
 
+{structured}
+{lowbit_md}
 ## Training-step overhead
 
 Same trained digits model, same batches (`shuffle=False`, batch 32),
@@ -746,7 +957,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sine-epochs", type=int, default=None,
                         help="default: the sample's EPOCHS")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["sine", "mobilenet", "overhead", "times"])
+                        choices=["sine", "mobilenet", "overhead", "times",
+                                 "structured", "lowbit"])
     args = parser.parse_args(argv)
     from sample_models import sine
     started = time.perf_counter()
@@ -756,6 +968,10 @@ def main(argv=None) -> int:
         bench_sine(res, args.sine_epochs or sine.EPOCHS)
     if "mobilenet" not in args.skip:
         bench_mobilenet(res)
+    if "structured" not in args.skip:
+        bench_structured(res)
+    if "lowbit" not in args.skip:
+        bench_lowbit(res)
     if "overhead" not in args.skip:
         bench_overhead(res)
     if "times" not in args.skip:

@@ -26,6 +26,8 @@ _EXPORTS = {
     "cluster": ("tfcompress.clustering", "cluster"),
     "strip_clustering": ("tfcompress.clustering", "strip_clustering"),
     "quantize": ("tfcompress.quantization", "quantize"),
+    "binarize": ("tfcompress.lowbit", "binarize"),
+    "strip_lowbit": ("tfcompress.lowbit", "strip_lowbit"),
     "strip": ("tfcompress.unwrap", "strip"),
     "scope": ("tfcompress.unwrap", "scope"),
     "custom_objects": ("tfcompress.unwrap", "custom_objects"),

@@ -55,6 +55,39 @@ STAGES: Dict[str, Dict[str, tuple]] = {
         "preserve": ((str, list), "auto", None),
         "layers": (list, None, None),
         "skip": (list, None, None),
+        # n-bit weight QAT (tfcompress.lowbit.nbit_scheme)
+        "weight_bits": (int, 8, lambda v: 2 <= v <= 8),
+        "keep_first_last": (bool, True, None),
+    },
+    # binary/ternary weights with an STE (tfcompress.lowbit.binarize)
+    "binarize": {
+        "mode": (str, "binary", lambda v: v in ("binary", "ternary")),
+        "threshold": (_NUM, 0.7, lambda v: 0 <= v < 1),
+        "keep_first_last": (bool, True, None),
+        "skip": (list, None, None),
+    },
+    # knowledge distillation (tfcompress.distill); teacher: .keras/.h5
+    # path, omitted = the model given to compress()
+    "distill": {
+        "teacher": ((str, type(None)), None, None),
+        "temperature": (_NUM, 4.0, lambda v: v > 0),
+        "alpha": (_NUM, 0.1, lambda v: 0 <= v <= 1),
+    },
+    # structured: a smaller dense model (tfcompress.channel_pruning); the
+    # "taylor" criterion needs data, use channel_pruning.prune_channels
+    "channel_prune": {
+        "ratio": (_NUM, 0.5, lambda v: 0 <= v < 1),
+        "criterion": (str, "l1", lambda v: v in ("l1", "l2")),
+        "multiple_of": (int, 1, lambda v: v >= 1),
+        "skip": (list, None, None),
+    },
+    # SVD factorization (tfcompress.lowrank): give energy or rank (default
+    # energy 0.9)
+    "low_rank": {
+        "energy": (_NUM + (type(None),), None,
+                   lambda v: v is None or 0 < v <= 1),
+        "rank": ((int, type(None)), None, lambda v: v is None or v >= 1),
+        "skip": (list, None, None),
     },
 }
 FIT = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from tfcompress import clustering, pruning, quantization
+from tfcompress import clustering, lowbit, pruning, quantization
 from tfcompress._keras import keras, tfmot
 
 
@@ -23,12 +23,15 @@ def strip(model):
         model = pruning.strip_pruning(model)
     if clustering.is_clustered(model):
         model = clustering.strip_clustering(model)
+    if lowbit.is_lowbit(model):
+        model = lowbit.strip_lowbit(model)
     return model
 
 
 def custom_objects() -> dict:
     """The toolkit's own classes a saved wrapped model may contain."""
-    return {**pruning.custom_objects(), **clustering.custom_objects()}
+    return {**pruning.custom_objects(), **clustering.custom_objects(),
+            **lowbit.custom_objects()}
 
 
 @contextlib.contextmanager
