@@ -362,18 +362,23 @@ def _save_stage(checkpoint_dir, i, model, entry) -> None:
     if not checkpoint_dir:
         return
     os.makedirs(checkpoint_dir, exist_ok=True)
-    tmp = os.path.join(checkpoint_dir, f".stage_{i}.tmp.keras")
+    # HDF5: tfmot's QAT models do not reload from the .keras format
+    # ("quantize_layer expected 5 variables"); they do from .h5.
+    tmp = os.path.join(checkpoint_dir, f".stage_{i}.tmp.h5")
     model.save(tmp)
-    os.replace(tmp, os.path.join(checkpoint_dir, f"stage_{i}.keras"))
+    os.replace(tmp, _stage_path(checkpoint_dir, i))
     done = _resume(checkpoint_dir)[:i] + [{"history": entry}]
     atomic_write(os.path.join(checkpoint_dir, "stages.json"),
                  json.dumps(done, default=_plain))
 
 
+def _stage_path(checkpoint_dir, i) -> str:
+    return os.path.join(checkpoint_dir, f"stage_{i}.h5")
+
+
 def _load_stage(checkpoint_dir, i):
     with scope():
-        return keras.models.load_model(
-            os.path.join(checkpoint_dir, f"stage_{i}.keras"))
+        return keras.models.load_model(_stage_path(checkpoint_dir, i))
 
 
 def _plain(value):
