@@ -78,6 +78,11 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
                 f"{path}: the model contains code (e.g. a Lambda layer) and "
                 "is refused in safe mode; pass --unsafe / allow_unsafe=True "
                 "only if you trust the file") from None
+        if "quantize_layer" in msg and path.endswith(".keras"):
+            raise ValueError(
+                f"{path}: tfmot QAT models do not reload from the .keras "
+                "format; save the QAT model with model.save('model.h5') "
+                "and pass the .h5 file") from None
         raise ValueError(f"{path}: cannot load Keras model: {msg}") from None
 
 
