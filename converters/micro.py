@@ -37,14 +37,13 @@ import contextlib
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from converters import flatbuffer
+from converters import flatbuffer, sandbox
 from converters.flatbuffer import ModelInfo, Operator
 
 __all__ = [
@@ -315,17 +314,8 @@ def resolver_methods(info: ModelInfo | bytes) -> list[str]:
 
 # ------------------------------------------------------ child processes ---
 
-def _project_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def _worker_cmd(args: Sequence[object]):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (_project_root(), env.get("PYTHONPATH")) if p)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return [sys.executable, "-m", "converters._micro_worker",
-            *map(str, args)], env
+    return sandbox.python_command("converters._micro_worker", args)
 
 
 def _call_worker(args: Sequence[object], timeout: float):
@@ -354,7 +344,7 @@ def _describe_exit(code: int | None, stderr: str) -> str:
     if code is None:
         return stderr
     if code < 0:
-        return f"crashed with signal {-code} ({_tflm_message(stderr)})"
+        return sandbox.describe_exit(code, _tflm_message(stderr))
     return _tflm_message(stderr)
 
 

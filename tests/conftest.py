@@ -57,3 +57,27 @@ def clf_data(rng):
 def digits_data():
     from sample_models import digits
     return digits.load_data()
+
+
+_RELIABILITY = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session")
+def reliability_counts(pytestconfig):
+    """Counters the reliability/fuzz tests fill in; the terminal summary
+    prints them (``malformed``: files fed to inspect/validate, ``crashes``:
+    outcomes that were neither a result nor a one-line error, ``contained``:
+    interpreter crashes turned into one line by the sandbox,
+    ``bad_inputs``: bad data/model inputs tried)."""
+    return pytestconfig.stash.setdefault(_RELIABILITY, {
+        "malformed": 0, "crashes": 0, "contained": 0, "bad_inputs": 0})
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts = config.stash.get(_RELIABILITY, None)
+    if counts:
+        terminalreporter.write_line(
+            f"malformed files tried: {counts['malformed']}, crashes: "
+            f"{counts['crashes']} (interpreter crashes contained in a child "
+            f"process: {counts['contained']}); bad inputs tried: "
+            f"{counts['bad_inputs']}")

@@ -43,6 +43,10 @@ def load_npz(path: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
 
 def check_x(x: np.ndarray, name: str = "x",
             input_shape: Optional[Sequence] = None) -> None:
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise DataError(f"{name} is a scalar (shape {x.shape}); need an "
+                        "array of samples [N, ...]")
     if x.size == 0 or len(x) == 0:
         raise DataError(f"{name} is empty (shape {x.shape}); need samples")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(
@@ -65,12 +69,25 @@ def check_x(x: np.ndarray, name: str = "x",
 
 def check_y(y: np.ndarray, n: int, name: str = "y",
             num_classes: Optional[int] = None) -> None:
+    y = np.asarray(y)
+    if y.ndim == 0:
+        raise DataError(f"{name} is a scalar (shape {y.shape}); need one "
+                        "label per sample")
+    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(
+            y.dtype, np.complexfloating):
+        raise DataError(f"{name} has dtype {y.dtype} (shape {y.shape}); "
+                        "expected integer class labels or numeric targets")
     if len(y) != n:
         raise DataError(f"{name} has {len(y)} rows (shape {y.shape}) but x "
                         f"has {n}; they must match")
     if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)):
         raise DataError(f"{name} (shape {y.shape}) holds NaN/Inf values")
-    if num_classes is not None and np.issubdtype(y.dtype, np.integer):
+    if num_classes is not None and y.size:
+        if not np.issubdtype(y.dtype, np.integer) and not np.all(
+                y == np.round(y)):
+            raise DataError(f"{name} (shape {y.shape}) holds non-integer "
+                            f"labels; the model has {num_classes} classes: "
+                            "pass class ids 0..N-1")
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= num_classes:
             raise DataError(f"{name} (shape {y.shape}) has labels in "
@@ -87,6 +104,37 @@ def check_for_model(x: np.ndarray, y: Optional[np.ndarray], model,
         classes = out[-1] if isinstance(out, tuple) and len(out) == 2 and \
             out[-1] and out[-1] > 1 else None
         check_y(y, len(x), f"{name}:y", classes)
+
+
+def check_weights(model) -> None:
+    """Refuse a Keras model whose weights hold NaN or Inf (a diverged
+    training run): one line naming the layer and the weight.
+
+    Example:
+        >>> check_weights(model)
+        DataError: layer 'fc' weight 'fc/kernel:0' (shape (64, 32)) holds 3 NaN/Inf values; ...
+    """
+    for layer in _leaf_layers(model):
+        for weight in layer.weights:
+            values = np.asarray(weight.numpy() if hasattr(weight, "numpy")
+                                else weight)
+            if not np.issubdtype(values.dtype, np.floating):
+                continue
+            bad = int(np.sum(~np.isfinite(values)))
+            if bad:
+                raise DataError(
+                    f"layer {layer.name!r} weight {weight.name!r} (shape "
+                    f"{tuple(values.shape)}) holds {bad} NaN/Inf values; "
+                    "retrain (lower the learning rate) or restore a good "
+                    "checkpoint before converting")
+
+
+def _leaf_layers(model):
+    for layer in getattr(model, "layers", []):
+        if getattr(layer, "layers", None):  # nested model
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
 
 
 def split(x: np.ndarray, y: Optional[np.ndarray], holdout: float = HOLDOUT,

@@ -145,16 +145,18 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
     result = compress(model, (x_tr, y_tr), None, rec, strategy=strategy,
                       **compress_kw)
     train_s = round(time.perf_counter() - started, 2)
-    chief = distribute.is_chief(strategy)
-    if out_dir and not chief:
+    if out_dir and not distribute.is_chief(strategy):
         _say(log, f"[{name}] {distribute.worker_name(strategy)} is not the "
                   f"chief: {out_dir} is left to the chief")
-    return convert_and_validate(
-        result.model, x_tr, x_ho, y_ho, target=target,
-        out_dir=out_dir if chief else None, name=name, float_model=model,
-        stages=result.history, layer_report=result.report, log=log,
-        device=device, labels=labels, normalization=normalization,
-        extra={"recipe": rec.to_dict(), "timings": {"train_s": train_s}})
+    # saving converts variants with the model: every worker does it in step,
+    # the non-chief ones into a temporary folder
+    with distribute.write_dir(out_dir, strategy) as write_to:
+        return convert_and_validate(
+            result.model, x_tr, x_ho, y_ho, target=target, out_dir=write_to,
+            name=name, float_model=model, stages=result.history,
+            layer_report=result.report, log=log, device=device,
+            labels=labels, normalization=normalization,
+            extra={"recipe": rec.to_dict(), "timings": {"train_s": train_s}})
 
 
 def load_tflite(path: str) -> bytes:
