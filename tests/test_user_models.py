@@ -11,7 +11,7 @@ import tfcompress as tfc
 from converters import convert, flatbuffer
 from tfcompress import keras, stats
 from tfcompress._keras import tf
-from tfcompress.flatten import flatten
+from tfcompress.nesting import flatten
 from conftest import compile_clf
 
 

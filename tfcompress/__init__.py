@@ -40,6 +40,13 @@ _EXPORTS = {
     "CompressionReport": ("tfcompress.selection", "CompressionReport"),
     "Recipe": ("tfcompress.recipe", "Recipe"),
     "compress": ("tfcompress.stages", "compress"),
+    "flatten": ("tfcompress.nesting", "flatten"),
+    "prune_channels": ("tfcompress.channel_pruning", "prune_channels"),
+    "factorize": ("tfcompress.lowrank", "factorize"),
+    "Distiller": ("tfcompress.distill", "Distiller"),
+    "analyze_sensitivity": ("tfcompress.sensitivity", "analyze"),
+    "choose_budget": ("tfcompress.sensitivity", "choose"),
+    "load_keras3": ("tfcompress.keras3", "load"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Iterable, Optional, Union
 
 from tfcompress import selection, stats
-from tfcompress.flatten import flatten
+from tfcompress.nesting import flatten
 from tfcompress._keras import keras, tfmot
 
 from tensorflow_model_optimization.python.core.quantization.keras import (

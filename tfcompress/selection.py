@@ -106,7 +106,7 @@ def apply_to_layers(model, decide: Callable, technique: str,
     shared with the input model) and returns ``(new_layer, None)`` to wrap it
     or ``(copy, reason)`` to keep it as is. Returns ``(new_model, report)``.
     """
-    from tfcompress.flatten import flatten, nested_names
+    from tfcompress.nesting import flatten, nested_names
 
     check_functional(model, technique)
     report = report if report is not None else CompressionReport()
