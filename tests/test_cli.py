@@ -189,3 +189,18 @@ def test_convert_accepts_every_model_format(files, tmp_path, fmt):
     report = json.load(open(out / "report.json"))
     assert report["tflite"]["input"]["dtype"] == "int8"
     assert report["validation"]["litert"]["agreement"] >= 0.98
+
+
+def test_sensitivity_writes_a_recipe_that_optimize_accepts(files, tmp_path):
+    out = tmp_path / "sens"
+    result = _run("sensitivity", files["model"], "--data", files["data"],
+                  "--max-accuracy-drop", "0.05", "--epochs", "1",
+                  "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert (out / "sensitivity.png").stat().st_size > 5_000
+    from tfcompress.recipe import Recipe
+    rec = Recipe.load(str(out / "recipe.yaml"))
+    assert rec.stages and rec.stages[0].epochs == 1
+    both = _run("sensitivity", files["model"], "--data", files["data"],
+                "--out", str(out))
+    assert both.exit_code != 0 and "exactly one" in both.output

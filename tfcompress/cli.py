@@ -269,6 +269,52 @@ def _device(name, ram, flash):
     return name
 
 
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--data", "data_path", required=True, type=click.Path(),
+              help="DATA.npz: x and integer labels y (held-out data).")
+@click.option("--max-bytes", type=int, default=None,
+              help="Target gzip bytes of the int8 .tflite.")
+@click.option("--max-accuracy-drop", type=float, default=None,
+              help="Target accuracy drop, a fraction (0.01 = 1 point).")
+@click.option("--epochs", default=2, show_default=True,
+              help="Epochs per stage in the written recipe.")
+@click.option("--out", "out_dir", required=True, type=click.Path(),
+              help="Folder for sensitivity.json/.png and recipe.yaml.")
+@click.option("--unsafe", is_flag=True,
+              help="Allow loading models that carry code (Lambda layers).")
+@_errors
+def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
+                out_dir, unsafe):
+    """Measure per-layer sensitivity and write a recipe that meets a budget.
+
+    \b
+    Example:
+      tfcompress sensitivity model.keras --data val.npz --max-bytes 12000 \\
+          --out build/sens && tfcompress optimize model.keras --data d.npz \\
+          --recipe build/sens/recipe.yaml --target micro --out build/m
+    """
+    if (max_bytes is None) == (max_accuracy_drop is None):
+        raise click.UsageError("give exactly one of --max-bytes and "
+                               "--max-accuracy-drop")
+    x, y = _load_data(data_path)
+    from converters import load_model
+    keras_model = load_model(model, allow_unsafe=unsafe)
+    from tfcompress import data as datasets, sensitivity as sens
+    datasets.check_for_model(x, y, keras_model, data_path)
+    _log(f"[{_stem(model)}] sweeping {len(keras_model.layers)} layers")
+    result = sens.analyze(keras_model, x, y)
+    plan = sens.choose(keras_model, result, x, y=y, max_bytes=max_bytes,
+                       max_accuracy_drop=max_accuracy_drop)
+    paths = sens.write(result, plan, out_dir, epochs=epochs)
+    click.echo(f"baseline int8 gzip bytes  {plan.baseline_bytes}")
+    click.echo(f"estimated gzip bytes      {plan.estimated_bytes}")
+    click.echo(f"predicted accuracy drop   {plan.predicted_drop:.4f}")
+    for key in ("recipe", "png", "json"):
+        if key in paths:
+            click.echo(f"{key:<26}{paths[key]}")
+
+
 def _android_options(labels_path, normalization) -> dict:
     labels = None
     if labels_path is not None:
