@@ -197,6 +197,33 @@ def float_ops(info: ModelInfo) -> List[str]:
     return bad
 
 
+def constant_stats(t: Tensor, weight_axis: Optional[int] = None) -> dict:
+    """Sparsity (fraction of values that are real zeros: the zero point for
+    quantized tensors) and unique values, also per output channel."""
+    values = np.asarray(t.data)
+    axis = t.quantized_dimension if len(t.scale) > 1 else weight_axis
+    if axis is not None and not (values.ndim > axis and
+                                 values.shape[axis] > 1):
+        axis = None
+    zero = np.zeros(values.shape, values.dtype)
+    if t.zero_point and any(t.zero_point):
+        if len(t.zero_point) > 1 and axis is not None and \
+                len(t.zero_point) == values.shape[axis]:
+            shape = [1] * values.ndim
+            shape[axis] = -1
+            zero = np.reshape(np.asarray(t.zero_point, values.dtype), shape)
+        else:
+            zero = np.asarray(t.zero_point[0], values.dtype)
+    stats = {"sparsity": round(float(np.mean(values == zero)), 6),
+             "unique": int(np.unique(values).size)}
+    if axis is not None:
+        rows = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
+        stats["unique_per_channel_max"] = max(int(np.unique(r).size)
+                                              for r in rows)
+        stats["channel_axis"] = axis
+    return stats
+
+
 def weight_stats(info: ModelInfo) -> List[dict]:
     """Per constant weight tensor (rank >= 2): layer, dtype, shape, sparsity
     and unique values (the max over channels for per-channel quantized
@@ -206,17 +233,14 @@ def weight_stats(info: ModelInfo) -> List[dict]:
         if not t.is_constant or t.data.ndim < 2 or t.dtype not in (
                 "INT8", "FLOAT32", "FLOAT16", "INT16"):
             continue
-        per_channel = len(t.scale) > 1
-        if per_channel:
-            axis = t.quantized_dimension
-            rows_ = np.moveaxis(t.data, axis, 0).reshape(t.data.shape[axis], -1)
-            unique = max(len(np.unique(r)) for r in rows_)
-        else:
-            unique = len(np.unique(t.data))
+        stats = constant_stats(t)
+        per_channel = "unique_per_channel_max" in stats
         rows.append({"layer": layer_name(t.name), "tensor": t.name,
                      "dtype": t.dtype.lower(), "shape": list(t.shape),
-                     "sparsity": float(np.mean(t.data == 0)),
-                     "unique": int(unique), "per_channel": per_channel})
+                     "sparsity": stats["sparsity"],
+                     "unique": stats.get("unique_per_channel_max",
+                                         stats["unique"]),
+                     "per_channel": per_channel})
     return rows
 
 

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import numpy as np
 
 from converters import flatbuffer, gpu
 from converters.flatbuffer import ModelInfo, Tensor
@@ -234,35 +233,8 @@ def _tensor(t: Tensor, weight_axis: int | None) -> dict:
            "shape": list(t.shape), "constant": t.is_constant,
            "bytes": t.buffer_bytes, "quantization": _quant(t)}
     if t.is_constant and t.data is not None and t.data.size:
-        row.update(_constant_stats(t, weight_axis))
+        row.update(flatbuffer.constant_stats(t, weight_axis))
     return row
-
-
-def _constant_stats(t: Tensor, weight_axis: int | None) -> dict:
-    """Sparsity (fraction of values that are real zeros: the zero point for
-    quantized tensors) and unique values, also per output channel."""
-    values = np.asarray(t.data)
-    axis = t.quantized_dimension if len(t.scale) > 1 else weight_axis
-    if axis is not None and not (values.ndim > axis and
-                                 values.shape[axis] > 1):
-        axis = None
-    zero = np.zeros(values.shape, values.dtype)
-    if t.zero_point and any(t.zero_point):
-        if len(t.zero_point) > 1 and axis is not None and \
-                len(t.zero_point) == values.shape[axis]:
-            shape = [1] * values.ndim
-            shape[axis] = -1
-            zero = np.reshape(np.asarray(t.zero_point, values.dtype), shape)
-        else:
-            zero = np.asarray(t.zero_point[0], values.dtype)
-    stats = {"sparsity": round(float(np.mean(values == zero)), 6),
-             "unique": int(np.unique(values).size)}
-    if axis is not None:
-        rows = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
-        stats["unique_per_channel_max"] = max(int(np.unique(r).size)
-                                              for r in rows)
-        stats["channel_axis"] = axis
-    return stats
 
 
 # -- text --------------------------------------------------------------------
