@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 
 from converters import flatbuffer
 from converters.flatbuffer import ModelInfo
@@ -36,20 +35,10 @@ __all__ = ["render_sources", "write_arduino_library", "write_sources"]
 _BYTES_PER_LINE = 12
 
 
-def _atomic_write(path: str, text: str) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-",
-                               suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+def _write_text(path: str, text: str) -> str:
+    """ASCII C source, written atomically with ``\n`` line ends."""
+    from tfcompress.files import atomic_write
+    return atomic_write(path, text.encode("ascii"))
 
 
 def _check_name(name: str) -> None:
@@ -151,7 +140,7 @@ def write_sources(tflite: bytes, out_dir: str, *, arena_bytes: int,
     """
     texts = render_sources(tflite, arena_bytes=arena_bytes, info=info,
                            name=name, arena_minimum=arena_minimum)
-    return [_atomic_write(os.path.join(out_dir, fname), text)
+    return [_write_text(os.path.join(out_dir, fname), text)
             for fname, text in texts.items()]
 
 
@@ -221,9 +210,9 @@ def write_arduino_library(tflite: bytes, out_dir: str, *, arena_bytes: int,
              f"tfcompress.\nparagraph=Model array, arena size and op "
              f"resolver.\ncategory=Data Processing\nurl=\narchitectures=*\n"
              f"includes={name}.h\n")
-    paths.append(_atomic_write(os.path.join(root, "library.properties"),
+    paths.append(_write_text(os.path.join(root, "library.properties"),
                                props))
-    paths.append(_atomic_write(
+    paths.append(_write_text(
         os.path.join(root, "examples", library, f"{library}.ino"),
         _SKETCH.format(name=name)))
     return paths
