@@ -85,6 +85,33 @@ def _finish(art) -> None:
               f"{json.dumps(art.report['validation'].get('litert', {}))}")
 
 
+def _target_options(fn):
+    """Options ``optimize`` and ``convert`` share: micro device budget,
+    Android labels and normalization, and ``--unsafe`` loading."""
+    options = [
+        click.option("--device", default=None,
+                     help="micro: device profile to check model + arena "
+                          "against (cortex-m0+, cortex-m4, cortex-m7, "
+                          "esp32-s3, nrf52840, rp2040)."),
+        click.option("--ram", type=int, default=None,
+                     help="micro: custom RAM bytes."),
+        click.option("--flash", type=int, default=None,
+                     help="micro: custom flash bytes."),
+        click.option("--labels", "labels_path", type=click.Path(),
+                     default=None,
+                     help="android: text file, one class name per line."),
+        click.option("--normalization", default=None, metavar="MEAN,STD",
+                     help="android: input normalization the app applies, "
+                          "e.g. 0.5,0.25."),
+        click.option("--unsafe", is_flag=True,
+                     help="Allow loading models that carry code (Lambda "
+                          "layers)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tfcompress")
 def main():
@@ -111,17 +138,7 @@ def main():
               help="Seeded share of DATA.npz kept for validation.")
 @click.option("--checkpoint-dir", type=click.Path(), default=None,
               help="Save each finished stage; a re-run resumes from it.")
-@click.option("--device", default=None,
-              help="micro: device profile to check model + arena against "
-                   "(cortex-m0+, cortex-m4, cortex-m7, esp32-s3, nrf52840, rp2040).")
-@click.option("--ram", type=int, default=None, help="micro: custom RAM bytes.")
-@click.option("--flash", type=int, default=None, help="micro: custom flash bytes.")
-@click.option("--labels", "labels_path", type=click.Path(), default=None,
-              help="android: text file, one class name per line.")
-@click.option("--normalization", default=None, metavar="MEAN,STD",
-              help="android: input normalization the app applies, e.g. 0.5,0.25.")
-@click.option("--unsafe", is_flag=True,
-              help="Allow loading models that carry code (Lambda layers).")
+@_target_options
 @click.option("--strategy", type=click.Choice(["none", "mirrored",
                                                "multiworker"]),
               default="none", show_default=True,
@@ -165,17 +182,7 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
 @click.option("--mode", type=click.Choice(MODES), default="int8",
               show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path())
-@click.option("--device", default=None,
-              help="micro: device profile to check model + arena against "
-                   "(cortex-m0+, cortex-m4, cortex-m7, esp32-s3, nrf52840, rp2040).")
-@click.option("--ram", type=int, default=None, help="micro: custom RAM bytes.")
-@click.option("--flash", type=int, default=None, help="micro: custom flash bytes.")
-@click.option("--labels", "labels_path", type=click.Path(), default=None,
-              help="android: text file, one class name per line.")
-@click.option("--normalization", default=None, metavar="MEAN,STD",
-              help="android: input normalization the app applies, e.g. 0.5,0.25.")
-@click.option("--unsafe", is_flag=True,
-              help="Allow loading models that carry code (Lambda layers).")
+@_target_options
 @_errors
 def convert(model, data_path, target, mode, out_dir, device, ram, flash,
             labels_path, normalization, unsafe):
