@@ -67,30 +67,12 @@ def normalization_spec(normalization: dict | None) -> dict | None:
         return None
     keys = set(normalization)
     if keys == {"mean", "std"}:
-        mean = _floats(normalization["mean"], "mean")
-        std = _floats(normalization["std"], "std")
-        if any(s == 0 for s in std):
-            raise ValueError(f"normalization std {std} has a zero: pass the "
-                             "per-channel standard deviation (non-zero)")
-        if len(mean) != len(std) and 1 not in (len(mean), len(std)):
-            raise ValueError(f"normalization mean has {len(mean)} values and "
-                             f"std {len(std)}; pass one or one per channel")
-        n = max(len(mean), len(std))
-        mean, std = mean * (n // len(mean)), std * (n // len(std))
+        mean, std = _pair(normalization, "mean", "std", nonzero="std")
         scale = [1.0 / s for s in std]
         offset = [-m / s for m, s in zip(mean, std)]
     elif keys == {"scale", "offset"}:
-        scale = _floats(normalization["scale"], "scale")
-        offset = _floats(normalization["offset"], "offset")
-        if any(s == 0 for s in scale):
-            raise ValueError(f"normalization scale {scale} has a zero; pass "
-                             "non-zero per-channel scales")
-        if len(scale) != len(offset) and 1 not in (len(scale), len(offset)):
-            raise ValueError(f"normalization scale has {len(scale)} values and"
-                             f" offset {len(offset)}; pass one or one per "
-                             "channel")
-        n = max(len(scale), len(offset))
-        scale, offset = scale * (n // len(scale)), offset * (n // len(offset))
+        scale, offset = _pair(normalization, "scale", "offset",
+                              nonzero="scale")
         std = [1.0 / s for s in scale]
         mean = [-o / s for o, s in zip(offset, scale)]
     else:
@@ -99,6 +81,23 @@ def normalization_spec(normalization: dict | None) -> dict | None:
             "{'mean': m, 'std': s} or {'scale': a, 'offset': b}")
     return {"mean": mean, "std": std, "scale": scale, "offset": offset,
             "formula": "x = (raw - mean) / std = raw * scale + offset"}
+
+
+def _pair(normalization: dict, first: str, second: str, *,
+          nonzero: str) -> tuple:
+    """The ``first`` and ``second`` value lists broadcast to one length;
+    ``nonzero`` (the std or the scale) must have no zero."""
+    values = {first: _floats(normalization[first], first),
+              second: _floats(normalization[second], second)}
+    if any(v == 0 for v in values[nonzero]):
+        raise ValueError(f"normalization {nonzero} {values[nonzero]} has a "
+                         f"zero: pass non-zero per-channel {nonzero} values")
+    a, b = values[first], values[second]
+    if len(a) != len(b) and 1 not in (len(a), len(b)):
+        raise ValueError(f"normalization {first} has {len(a)} values and "
+                         f"{second} {len(b)}; pass one or one per channel")
+    n = max(len(a), len(b))
+    return a * (n // len(a)), b * (n // len(b))
 
 
 def _floats(value: Number, what: str) -> list[float]:
