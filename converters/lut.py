@@ -228,8 +228,13 @@ def compress_clustered(tflite: bytes, info: ModelInfo | None = None,
         try:
             stats["arena_after"] = micro.find_arena(out)
         except micro.MicroError as exc:
-            raise LutError(
-                f"the LUT-compressed model does not run in TFLM ({exc}); this "
-                f"tflite-micro build may lack the DECODE kernel: use the "
-                f"uncompressed model") from None
+            raise not_runnable(exc) from None
     return out, stats
+
+
+def not_runnable(exc: Exception) -> LutError:
+    """The error for a LUT-compressed model TFLM cannot run."""
+    return LutError(
+        f"the LUT-compressed model does not run in TFLM ({exc}); this "
+        f"tflite-micro build may lack the DECODE kernel: use the "
+        f"uncompressed model")

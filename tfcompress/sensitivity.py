@@ -37,13 +37,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from converters.artifact import gzip_bytes  # the size report.json gives
 from tfcompress import clustering, pruning
 from tfcompress._keras import keras
 
@@ -227,11 +227,6 @@ def analyze(model, x: np.ndarray, y: Optional[np.ndarray] = None, *,
                 var.assign(w)
         rows.append(row)
     return Sensitivity(base, rows, "accuracy" if y is not None else "agreement")
-
-
-def gzip_bytes(data: bytes) -> int:
-    """gzip size, as ``report.json``'s ``tflite.gzip_bytes``."""
-    return len(gzip.compress(bytes(data), mtime=0))
 
 
 def _int8_gzip(w: np.ndarray) -> int:
