@@ -118,6 +118,21 @@ class EpochTimer:
 
 
 # -- digits -----------------------------------------------------------------
+def digits_base(res: dict, who: str):
+    """The trained digits float model every section starts from: trained
+    once per run (as ``make tflite`` trains it) and kept in ``res``."""
+    from sample_models import digits
+    if "digits_base" not in res:
+        log(f"{who}: training digits float model ({digits.EPOCHS} epochs)")
+        (x, y), _ = digits.load_data()
+        base = digits.build_model()
+        digits.compile_model(base)
+        base.fit(x, y, epochs=digits.EPOCHS, batch_size=digits.BATCH_SIZE,
+                 verbose=0)
+        res["digits_base"] = base
+    return res["digits_base"]
+
+
 def bench_digits(res: dict) -> None:
     from sample_models import digits
     from tfcompress import pipeline
@@ -126,12 +141,8 @@ def bench_digits(res: dict) -> None:
     from tfcompress.recipe import Recipe
 
     (x, y), (xt, yt) = digits.load_data()
-    log(f"digits: training float model ({digits.EPOCHS} epochs)")
-    base = digits.build_model()
-    digits.compile_model(base)
     t0 = time.perf_counter()
-    base.fit(x, y, epochs=digits.EPOCHS, batch_size=digits.BATCH_SIZE,
-             verbose=0)
+    base = digits_base(res, "digits")
     res["digits_float_train_s"] = time.perf_counter() - t0
     res["digits_params"] = int(base.count_params())
     rows, blobs = {}, {}
@@ -235,7 +246,6 @@ def bench_digits(res: dict) -> None:
     # conversion time for digits (pcqat deployable -> int8), TFLM validation
     res["digits_x"] = (x, y)
     res["digits_test_n"] = len(xt)
-    res["digits_base"] = base
 
 
 # -- sine -------------------------------------------------------------------
@@ -323,13 +333,7 @@ def bench_structured(res: dict, runs: int = LATENCY_RUNS) -> None:
     res["structured_mobilenet"] = {"rows": rows, "groups": rep.groups}
 
     (x, y), (xt, yt) = digits.load_data()
-    base = res.get("digits_base")
-    if base is None:
-        log(f"structured: training digits ({digits.EPOCHS} epochs)")
-        base = digits.build_model()
-        digits.compile_model(base)
-        base.fit(x, y, epochs=digits.EPOCHS, batch_size=digits.BATCH_SIZE,
-                 verbose=0)
+    base = digits_base(res, "structured")
     ft = 3
 
     def acc(m):
@@ -412,13 +416,7 @@ def bench_lowbit(res: dict) -> None:
     from tfcompress.recipe import Recipe
     from tfcompress.stages import compress
     (x, y), (xt, yt) = digits.load_data()
-    base = res.get("digits_base")
-    if base is None:
-        log(f"lowbit: training digits ({digits.EPOCHS} epochs)")
-        base = digits.build_model()
-        digits.compile_model(base)
-        base.fit(x, y, epochs=digits.EPOCHS, batch_size=digits.BATCH_SIZE,
-                 verbose=0)
+    base = digits_base(res, "lowbit")
     rows = {}
     for recipe, label in (("binary", "binary weights (first/last 8-bit), PTQ"),
                           ("int4", "4-bit weight QAT (first/last 8-bit)")):
