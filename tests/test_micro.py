@@ -4,22 +4,13 @@ import numpy as np
 import pytest
 
 from converters import flatbuffer, micro
+from converters.conversion import convert_bytes
 from converters.flatbuffer import ModelInfo, Operator, Tensor
 from tfcompress._keras import keras, tf
 
 
 def _convert(model, x, mode="int8"):
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode != "float32":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "int8":
-        conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    elif mode == "float16":
-        conv.target_spec.supported_types = [tf.float16]
-    return conv.convert()
+    return convert_bytes(model, x, mode=mode)
 
 
 def _quantize(tflite, x):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from converters import budgets, flatbuffer, micro, micro_emit
-from tfcompress._keras import keras, tf
+from converters.conversion import convert_bytes
+from tfcompress._keras import keras
 
 GXX = shutil.which("g++")
 needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ not installed")
@@ -73,13 +74,7 @@ def model():
                           keras.layers.Dense(8, activation="relu"),
                           keras.layers.Dense(3, activation="softmax")])
     x = np.random.default_rng(4).normal(size=(64, 4)).astype(np.float32)
-    conv = tf.lite.TFLiteConverter.from_keras_model(m)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return convert_bytes(m, x, mode="int8")
 
 
 def test_array_bytes_equal_tflite(model, tmp_path):
