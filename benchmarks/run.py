@@ -44,7 +44,7 @@ def gz(b: bytes) -> int:
 
 
 def clone(model):
-    from tfcompress._keras import keras
+    from tfcompress.keras2.env import keras
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
@@ -52,7 +52,7 @@ def clone(model):
 
 def tf_convert(model, x_calib=None, *, mode="int8"):
     """Plain tf.lite converter, as its docs show (no tfcompress code)."""
-    from tfcompress._keras import tf
+    from tfcompress.keras2.env import tf
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if mode == "int8":
         def rep():
@@ -70,23 +70,24 @@ def tf_convert(model, x_calib=None, *, mode="int8"):
 
 
 def litert_metric(tflite, x, y, metric="accuracy"):
-    from converters import litert, validate
+    from converters.runtimes import litert
+    from converters.runtimes import metrics as validate
     return validate.compare(litert.run(tflite, x).outputs, None, y).get(metric)
 
 
 def arena_of(tflite):
     """(bisected minimum, recommended) or (None, None) with the reason."""
-    from converters import micro
+    from converters.runtimes import tflm
     try:
-        lo = micro.find_arena(tflite)
-        return lo, lo + micro.arena_margin(lo), ""
+        lo = tflm.find_arena(tflite)
+        return lo, lo + tflm.arena_margin(lo), ""
     except Exception as exc:  # noqa: BLE001 - reported in the table
         return None, None, str(exc).splitlines()[0][:120]
 
 
 def lut_flash(tflite):
     """(flash bytes with LUT, note, arena with LUT)."""
-    from converters import lut
+    from converters.encodings import lut
     try:
         out, st = lut.compress_clustered(tflite, verify=True)
     except Exception as exc:  # noqa: BLE001
@@ -102,7 +103,7 @@ def lut_flash(tflite):
 
 class EpochTimer:
     def __new__(cls):
-        from tfcompress._keras import keras
+        from tfcompress.keras2.env import keras
 
         class _T(keras.callbacks.Callback):
             def __init__(self):
@@ -135,10 +136,10 @@ def digits_base(res: dict, who: str):
 
 def bench_digits(res: dict) -> None:
     from sample_models import digits
-    from tfcompress import pipeline
-    from tfcompress._keras import keras, tfmot
-    from tfcompress.stages import compress
-    from tfcompress.recipe import Recipe
+    from tfcompress.pipeline import jobs as pipeline
+    from tfcompress.keras2.env import keras, tfmot
+    from tfcompress.pipeline.stages import compress
+    from tfcompress.pipeline.recipe import Recipe
 
     (x, y), (xt, yt) = digits.load_data()
     t0 = time.perf_counter()
@@ -233,7 +234,7 @@ def bench_digits(res: dict) -> None:
         row["arena_lut"] = arena_lut
 
     log("digits: LiteRT latency, 1 thread, interleaved")
-    from converters import latency
+    from converters.runtimes import latency
     lat = latency.compare({lab: r["tflite"] for lab, r in rows.items()},
                           threads=(1,), runs=LATENCY_RUNS, warmup=10)
     for lab, r in rows.items():
@@ -251,7 +252,7 @@ def bench_digits(res: dict) -> None:
 # -- sine -------------------------------------------------------------------
 def bench_sine(res: dict, epochs: int) -> None:
     from sample_models import sine
-    from tfcompress import pipeline
+    from tfcompress.pipeline import jobs as pipeline
     (x, y), (xt, yt) = sine.load_data()
     log(f"sine: training ({epochs} epochs)")
     m = sine.build_model()
@@ -276,8 +277,8 @@ def bench_sine(res: dict, epochs: int) -> None:
 
 # -- MobileNet-style --------------------------------------------------------
 def bench_mobilenet(res: dict) -> None:
-    from converters import latency
-    from tfcompress._keras import keras
+    from converters.runtimes import latency
+    from tfcompress.keras2.env import keras
     keras.utils.set_random_seed(0)
     inp = keras.Input((96, 96, 3))
     h = keras.layers.Conv2D(16, 3, strides=2, padding="same",
@@ -311,9 +312,10 @@ def bench_structured(res: dict, runs: int = LATENCY_RUNS) -> None:
     weights): params, MACs, int8 bytes, LiteRT latency (1 thread,
     interleaved) before/after; and channel pruning / low-rank rows on digits
     (params, accuracy after a brief fine-tune)."""
-    from converters import litert
+    from converters.runtimes import litert
     from sample_models import digits, mobilenet_style
-    from tfcompress import channel_pruning, lowrank
+    from tfcompress.keras2 import channel_pruning
+    from tfcompress.keras2 import lowrank
     model = mobilenet_style.build_model((96, 96, 3))
     small, rep = channel_pruning.prune_channels(model, 0.5, "l1")
     calib = np.random.default_rng(0).uniform(
@@ -410,11 +412,13 @@ def bench_lowbit(res: dict) -> None:
     accuracy, .tflite bytes, TFLM flash with LUT (index width from the
     values per channel), bits per weight stored, the LUT model's TFLM
     outputs against the uncompressed model's."""
-    from converters import convert_bytes, litert, validate
+    from converters import convert_bytes
+    from converters.runtimes import litert
+    from converters.runtimes import metrics as validate
     from sample_models import digits
-    from tfcompress import lowbit
-    from tfcompress.recipe import Recipe
-    from tfcompress.stages import compress
+    from tfcompress.keras2 import lowbit_export
+    from tfcompress.pipeline.recipe import Recipe
+    from tfcompress.pipeline.stages import compress
     (x, y), (xt, yt) = digits.load_data()
     base = digits_base(res, "lowbit")
     rows = {}
@@ -429,10 +433,10 @@ def bench_lowbit(res: dict) -> None:
         train_s = time.perf_counter() - t0
         tflite = convert_bytes(model, x, mode="int8")
         run = litert.run(tflite, xt, reference_kernels=True)
-        _, rep = lowbit.micro_export(tflite, run.raw_inputs[:100])
+        _, rep = lowbit_export.micro_export(tflite, run.raw_inputs[:100])
         rows[label] = {"acc": validate.compare(run.outputs, None, yt)[
             "accuracy"], "bytes": len(tflite), "gzip": gz(tflite),
-            "unique": lowbit.channel_unique(tflite), "train_s": train_s,
+            "unique": lowbit_export.channel_unique(tflite), "train_s": train_s,
             **rep}
     for label, key in (("plain converter PTQ int8", "ptq"),
                        ("tfcompress pcqat (micro)", "pcqat")):
@@ -441,10 +445,10 @@ def bench_lowbit(res: dict) -> None:
             continue
         tflite = r["tflite"]
         ref = litert.run(tflite, xt[:100], reference_kernels=True)
-        _, rep = lowbit.micro_export(tflite, ref.raw_inputs)
+        _, rep = lowbit_export.micro_export(tflite, ref.raw_inputs)
         rows[label] = {"acc": r["acc"], "bytes": len(tflite),
                        "gzip": gz(tflite),
-                       "unique": lowbit.channel_unique(tflite), **rep}
+                       "unique": lowbit_export.channel_unique(tflite), **rep}
     res["lowbit"] = {"rows": rows, "float_acc": litert_metric(
         tf_convert(base, mode="float32"), xt, yt)}
 
@@ -477,7 +481,7 @@ def render_lowbit(res: dict) -> str:
 # -- training-step overhead -------------------------------------------------
 def bench_overhead(res: dict) -> None:
     import tfcompress as tfc
-    from tfcompress._keras import keras, tfmot
+    from tfcompress.keras2.env import keras, tfmot
     base = res["digits_base"]
     x, y = res["digits_x"]
     steps = int(np.ceil(len(x) / 32))
@@ -536,8 +540,10 @@ def bench_overhead(res: dict) -> None:
 
 # -- conversion & start-up times -------------------------------------------
 def bench_times(res: dict) -> None:
-    from converters import convert_bytes, litert, micro
-    from tfcompress._keras import keras
+    from converters import convert_bytes
+    from converters.runtimes import litert
+    from converters.runtimes import tflm
+    from tfcompress.keras2.env import keras
     x, _ = res["digits_x"]
     base = res["digits_base"]
     t0 = time.perf_counter()
@@ -545,7 +551,7 @@ def bench_times(res: dict) -> None:
     res["digits_convert_int8_s"] = time.perf_counter() - t0
     ref = litert.run(i8, x[:100], reference_kernels=True)
     t0 = time.perf_counter()
-    rep = micro.validate(i8, ref.raw_inputs, ref.raw_outputs)
+    rep = tflm.validate(i8, ref.raw_inputs, ref.raw_outputs)
     res["digits_tflm_validate_s"] = time.perf_counter() - t0
     res["digits_tflm_validate_n"] = 100
     res["digits_tflm_passed"] = rep.get("passed")
@@ -577,7 +583,7 @@ def bench_times(res: dict) -> None:
 
     exe = os.path.join(os.path.dirname(sys.executable), "tfcompress")
     cli = [exe, "--help"] if os.path.exists(exe) else \
-        [sys.executable, "-m", "tfcompress.cli", "--help"]
+        [sys.executable, "-m", "tfcompress.cli.main", "--help"]
     log("start-up: tfcompress --help vs import tensorflow")
     res["cli_help_s"] = timed(cli)
     res["import_tf_s"] = timed([sys.executable, "-c", "import tensorflow"])
@@ -596,7 +602,7 @@ def mark(ok) -> str:
 
 
 def machine() -> str:
-    from tfcompress._keras import tf, tfmot
+    from tfcompress.keras2.env import tf, tfmot
     try:
         import ai_edge_litert
         lite_v = getattr(ai_edge_litert, "__version__", "?")
@@ -745,7 +751,7 @@ def render(res: dict, elapsed: float) -> tuple:
             tm.append(f"| digits {rc}: TFLM validation of {res['digits_test_n']}"
                       f" test samples incl. arena bisection | "
                       f"{res[f'{rc}_tflm_s']:.2f} s |")
-        tm.append(f"| digits TFLM validation (micro.validate, "
+        tm.append(f"| digits TFLM validation (tflm.validate, "
                   f"{res['digits_tflm_validate_n']} samples, arena bisection"
                   f" included) | {res['digits_tflm_validate_s']:.2f} s |")
         for lab, d in res["dense_convert"].items():

@@ -9,16 +9,18 @@ Example:
 
 import importlib
 
+from converters import _moved  # noqa: F401  (old import paths)
+
 _EXPORTS = {
-    "convert": ("converters.artifact", "convert"),
-    "Artifact": ("converters.artifact", "Artifact"),
-    "convert_bytes": ("converters.conversion", "convert_bytes"),
-    "load_model": ("converters.conversion", "load_model"),
-    "MODES": ("converters.conversion", "MODES"),
-    "TARGETS": ("converters.conversion", "TARGETS"),
+    "convert": ("converters.conversion.artifact", "convert"),
+    "Artifact": ("converters.conversion.artifact", "Artifact"),
+    "convert_bytes": ("converters.conversion.modes", "convert_bytes"),
+    "load_model": ("converters.loading.models", "load_model"),
+    "MODES": ("converters.conversion.modes", "MODES"),
+    "TARGETS": ("converters.conversion.modes", "TARGETS"),
     "ConversionError": ("converters.errors", "ConversionError"),
     "ValidationError": ("converters.errors", "ValidationError"),
-    "read": ("converters.flatbuffer", "read"),
+    "read": ("converters.tflite.flatbuffer", "read"),
 }
 
 __all__ = sorted(_EXPORTS)

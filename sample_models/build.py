@@ -21,9 +21,9 @@ from sample_models import SAMPLES
 
 
 def build(name: str, out_root: str, *, verbose: int = 0):
-    from tfcompress import pipeline
-    from tfcompress.stages import compress
-    from tfcompress.recipe import Recipe
+    from tfcompress.pipeline import jobs as pipeline
+    from tfcompress.pipeline.stages import compress
+    from tfcompress.pipeline.recipe import Recipe
 
     sample = SAMPLES[name]
     (x, y), (x_test, y_test) = sample.load_data()

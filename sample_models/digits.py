@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfcompress._keras import keras
+from tfcompress.keras2.env import keras
 
 NAME = "digits"
 TEST_SIZE = 0.2

@@ -19,7 +19,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from tfcompress._keras import keras
+from tfcompress.keras2.env import keras
 
 NAME = "mobilenet_style"
 #: (filters, stride) per block; stride-1 blocks with unchanged filters are

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from tfcompress._keras import keras
+from tfcompress.keras2.env import keras
 
 NAME = "sine"
 SAMPLES = 1000

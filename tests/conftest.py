@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tfcompress._keras import keras  # noqa: E402
+from tfcompress.keras2.env import keras  # noqa: E402
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ class StepProbe:
     the optimizer's iterations and every pruning wrapper's step."""
 
     def __new__(cls, sink: list):
-        from tfcompress._keras import keras
+        from tfcompress.keras2.env import keras
 
         class _Probe(keras.callbacks.Callback):
             def on_train_end(self, logs=None):
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
                    help="also run every mode on a single device")
     args = p.parse_args(argv)
 
-    from tfcompress.distribute import get_strategy
+    from tfcompress.pipeline.distribute import get_strategy
     if args.strategy == "mirrored":
         _split_cpu(2)
     strategy = get_strategy(args.strategy)  # before any other TF op

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 import tfcompress
-from converters import android, flatbuffer, litert
-from converters.conversion import convert_bytes
-from converters.inspect import metadata
-from tfcompress._keras import keras
+from converters.targets import android
+from converters.tflite import flatbuffer
+from converters.runtimes import litert
+from converters.conversion.modes import convert_bytes
+from converters.tflite.inspect import metadata
+from tfcompress.keras2.env import keras
 
 LABELS = ["zero", "one", "two"]
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from sample_models import mobilenet_style
-from tfcompress import channel_pruning as cp
-from tfcompress._keras import keras
+from tfcompress.keras2 import channel_pruning as cp
+from tfcompress.keras2.env import keras
 
 BLOCKS = ((16, 1), (32, 2), (32, 1), (32, 1))
 
@@ -198,8 +198,8 @@ def test_count_macs_by_hand():
 
 
 def test_pruned_int8_tflite_runs_in_litert(mobilenet):
-    from converters import litert
-    from converters.conversion import convert_bytes
+    from converters.runtimes import litert
+    from converters.conversion.modes import convert_bytes
     small, _ = cp.prune_channels(mobilenet, 0.5)
     x = np.random.default_rng(0).uniform(0, 1, (32, 32, 32, 3)).astype(
         np.float32)
@@ -214,7 +214,7 @@ def test_pruned_int8_tflite_runs_in_litert(mobilenet):
 
 
 def test_recipe_stage_channel_prune(mobilenet):
-    from tfcompress.stages import compress
+    from tfcompress.pipeline.stages import compress
     x = images(32)
     y = np.arange(32) % 10
     recipe = {"stages": [{"channel_prune": {"ratio": 0.5, "epochs": 1}}],

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tfcompress.cli import main
+from tfcompress.cli.main import main
 from conftest import classification_data, compile_clf, small_cnn
 
 TINY_RECIPE = """
@@ -198,7 +198,7 @@ def test_sensitivity_writes_a_recipe_that_optimize_accepts(files, tmp_path):
                   "--out", str(out))
     assert result.exit_code == 0, result.output
     assert (out / "sensitivity.png").stat().st_size > 5_000
-    from tfcompress.recipe import Recipe
+    from tfcompress.pipeline.recipe import Recipe
     rec = Recipe.load(str(out / "recipe.yaml"))
     assert rec.stages and rec.stages[0].epochs == 1
     both = _run("sensitivity", files["model"], "--data", files["data"],

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 import tfcompress as tfc
-from tfcompress import keras, stats
+from tfcompress import keras
+from tfcompress.analysis import stats
 from conftest import compile_clf, small_cnn
 
 

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from converters import ConversionError, convert, convert_bytes, flatbuffer
+from converters import ConversionError, convert, convert_bytes
+from converters.tflite import flatbuffer
 from tfcompress import keras
-from tfcompress._keras import tf
+from tfcompress.keras2.env import tf
 from conftest import compile_clf, small_cnn
 
 

@@ -4,11 +4,11 @@ that a distilled student beats the same student trained alone on digits."""
 import numpy as np
 import pytest
 
-from tfcompress import stats
-from tfcompress._keras import keras
-from tfcompress.distill import Distiller, distillation_loss
-from tfcompress.recipe import Recipe, RecipeError
-from tfcompress.stages import compress
+from tfcompress.analysis import stats
+from tfcompress.keras2.env import keras
+from tfcompress.keras2.distill import Distiller, distillation_loss
+from tfcompress.pipeline.recipe import Recipe, RecipeError
+from tfcompress.pipeline.stages import compress
 
 from conftest import compile_clf, small_cnn
 

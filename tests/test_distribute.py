@@ -94,7 +94,7 @@ def test_mirrored_pcqat_uses_collaborative_scheme(mirrored):
 
 
 def test_get_strategy_names_and_errors(monkeypatch):
-    from tfcompress.distribute import get_strategy, is_chief
+    from tfcompress.pipeline.distribute import get_strategy, is_chief
     assert get_strategy("none") is None and get_strategy(None) is None
     assert is_chief(None)
     with pytest.raises(ValueError, match=r"'mirorred'.*'mirrored'"):
@@ -198,7 +198,7 @@ def test_cli_optimize_multiworker_only_chief_writes(tmp_path):
 def test_cli_multiworker_without_tf_config_fails_in_one_line(tmp_path,
                                                              monkeypatch):
     from click.testing import CliRunner
-    from tfcompress.cli import main
+    from tfcompress.cli.main import main
     np.savez(tmp_path / "d.npz", x=np.zeros((4, 8, 8, 1), np.float32),
              y=np.zeros(4, np.int64))
     monkeypatch.delenv("TF_CONFIG", raising=False)

@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from converters import convert_bytes
-from converters.flatbuffer import InvalidModelError
-from converters.verify import verify
-from tfcompress._keras import keras
-from tfcompress.cli import main
+from converters.tflite.flatbuffer import InvalidModelError
+from converters.tflite.verify import verify
+from tfcompress.keras2.env import keras
+from tfcompress.cli.main import main
 
 KINDS = ("bitflip", "word", "truncate", "splice", "zero_run", "identifier",
          "random")
@@ -169,7 +169,7 @@ def test_a_model_that_crashes_tflm_is_one_line(seeds, tmp_path,
                                                reliability_counts):
     """TFLM does not verify flatbuffers: find a sound-looking mutant that
     kills a TFLM probe with a signal, then validate it for micro."""
-    from converters import micro
+    from converters.runtimes import tflm_arena
     tflite, data = seeds["conv"]
     path = str(tmp_path / "crasher.tflite")
     for seed in range(1500):
@@ -180,7 +180,7 @@ def test_a_model_that_crashes_tflm_is_one_line(seeds, tmp_path,
             continue
         with open(path, "wb") as f:
             f.write(mutant)
-        code, _ = micro._probe(path, micro._ARENA_CEILING, 1, 20)
+        code, _ = tflm_arena._probe(path, tflm_arena._ARENA_CEILING, 1, 20)
         if code is not None and code < 0:
             break
     else:

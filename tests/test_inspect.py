@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from converters import flatbuffer, gpu, latency
-from converters.conversion import convert_bytes
-from converters.inspect import format_text, inspect
-from tfcompress._keras import keras, tf
+from converters.tflite import flatbuffer
+from converters.targets import gpu
+from converters.runtimes import latency
+from converters.conversion.modes import convert_bytes
+from converters.tflite.inspect import format_text, inspect
+from tfcompress.keras2.env import keras, tf
 
 IN, OUT = 64, 32  # fc kernel: Keras (64, 32), TFLite (32, 64)
 

@@ -10,8 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from tfcompress import keras3
-from tfcompress._keras import keras
+from converters.loading import keras3_files as keras3
+from tfcompress.keras2.env import keras
 
 # Run by a child Python with Keras 3 (TF_USE_LEGACY_KERAS unset).
 _SAVE = textwrap.dedent('''
@@ -103,7 +103,7 @@ def test_keras3_file_round_trips_with_identical_predictions(saved, name, kind):
 
 
 def test_load_model_routes_keras3_files(saved):
-    from converters.conversion import load_model
+    from converters.loading.models import load_model
     model = load_model(str(saved / "fn3.keras"))
     assert isinstance(model, keras.Model)
     assert [l.name for l in model.layers if l.name in ("c1", "bn1", "logits")] == \

@@ -4,11 +4,15 @@
 import numpy as np
 import pytest
 
-from converters import convert_bytes, litert, validate
-from tfcompress import lowbit, quantization, selection
-from tfcompress._keras import keras, tf
-from tfcompress.recipe import Recipe, RecipeError
-from tfcompress.stages import compress
+from converters import convert_bytes
+from converters.runtimes import litert
+from converters.runtimes import metrics as validate
+from tfcompress.keras2 import lowbit, lowbit_export
+from tfcompress.keras2 import quantization
+from tfcompress.keras2 import selection
+from tfcompress.keras2.env import keras, tf
+from tfcompress.pipeline.recipe import Recipe, RecipeError
+from tfcompress.pipeline.stages import compress
 
 L = keras.layers
 
@@ -165,20 +169,20 @@ def test_export_values_per_channel_and_tflm_lut_equal(toy_data, variant,
         model = lowbit.strip_lowbit(_fit(lowbit.binarize(
             _mlp(), variant, keep_first_last=False), x, y))
     tflite = convert_bytes(model, x[:100])
-    unique = lowbit.channel_unique(tflite)
+    unique = lowbit_export.channel_unique(tflite)
     assert set(unique) == {"fc1", "fc2", "out"}
     assert max(unique.values()) <= max_unique
     assert min(unique.values()) >= max_unique - 1  # really trained low-bit
     ref = litert.run(tflite, x[:40])
-    small, rep = lowbit.micro_export(tflite, ref.raw_inputs)
+    small, rep = lowbit_export.micro_export(tflite, ref.raw_inputs)
     assert small is not None and rep["tflm_equal"] and rep["tflm_max_diff"] == 0
     assert set(rep["bits"].values()) == {bits}
     assert rep["bytes_after"] == len(small) < rep["bytes_before"]
     assert rep["index_bits_per_weight"] == pytest.approx(bits, abs=0.01)
     assert bits <= rep["stored_bits_per_weight"] < bits + 0.6
     # the LUT model's TFLM outputs match LiteRT's int8 outputs too
-    from converters import micro
-    got = micro.run(small, ref.raw_inputs, arena_size=rep["arena_after"] + 1024)
+    from converters.runtimes import tflm
+    got = tflm.run(small, ref.raw_inputs, arena_size=rep["arena_after"] + 1024)
     assert np.abs(got[0].astype(int) - ref.raw_outputs.astype(int)).max() <= 1
 
 
@@ -219,13 +223,13 @@ def _digits_variant(variant, float_epochs, epochs):
         model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
         limit = 15
     tflite = convert_bytes(model, x[:200])
-    unique = lowbit.channel_unique(tflite)
+    unique = lowbit_export.channel_unique(tflite)
     assert unique["conv2"] <= limit and unique["fc1"] <= limit
     assert unique["logits"] > limit  # last layer kept 8-bit (conv1 has 9
     # weights per channel: its count cannot tell)
     run = litert.run(tflite, xt)
     acc = validate.compare(run.outputs, None, yt)["accuracy"]
-    small, rep = lowbit.micro_export(tflite, run.raw_inputs[:60])
+    small, rep = lowbit_export.micro_export(tflite, run.raw_inputs[:60])
     assert rep["tflm_equal"]
     assert rep["bits"] == {"conv2": 1 if variant == "binary" else 4,
                            "fc1": 1 if variant == "binary" else 4}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sample_models import mobilenet_style
-from tfcompress import lowrank
-from tfcompress._keras import keras
+from tfcompress.keras2 import lowrank
+from tfcompress.keras2.env import keras
 
 
 def mlp(sequential=False, hidden=48):
@@ -98,7 +98,7 @@ def test_needs_exactly_one_of_rank_energy():
 
 def test_accuracy_reported_and_recipe_stage(digits_data):
     from sample_models import digits
-    from tfcompress.stages import compress
+    from tfcompress.pipeline.stages import compress
     (x, y), (xt, yt) = digits_data
     model = digits.build_model()
     digits.compile_model(model)

@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
-from converters import flatbuffer, lut, micro
-from tfcompress._keras import keras, tf
+from converters.tflite import flatbuffer
+from converters.encodings import lut
+from converters.targets import micro
+from converters.runtimes import tflm
+from tfcompress.keras2.env import keras, tf
 
 
 def _model(clusters, seed=5):
@@ -70,8 +73,8 @@ def test_compressed_model_is_smaller_and_bit_exact_in_tflm(clustered):
     assert micro.resolver_methods(info) == ["AddDecode", "AddFullyConnected"]
 
     x = np.random.default_rng(7).integers(-128, 128, (40, 128)).astype(np.int8)
-    want = micro.run(clustered, x, arena_size=stats["arena_before"] + 1024)[0]
-    got = micro.run(small, x, arena_size=stats["arena_after"] + 1024)[0]
+    want = tflm.run(clustered, x, arena_size=stats["arena_before"] + 1024)[0]
+    got = tflm.run(small, x, arena_size=stats["arena_after"] + 1024)[0]
     assert want.shape == (40, 32) and np.unique(want).size > 5
     np.testing.assert_array_equal(got, want)
 
@@ -86,8 +89,8 @@ def test_per_tensor_quantized_kernel_gets_one_table():
     assert [s["layer"] for s in stats["skipped"]] == ["fc1"]
     assert stats["bytes_after"] == len(small) < len(tflite)
     x = np.random.default_rng(8).integers(-128, 128, (20, 128)).astype(np.int8)
-    want = micro.run(tflite, x, arena_size=stats["arena_before"])[0]
-    got = micro.run(small, x, arena_size=stats["arena_after"])[0]
+    want = tflm.run(tflite, x, arena_size=stats["arena_before"])[0]
+    got = tflm.run(small, x, arena_size=stats["arena_after"])[0]
     np.testing.assert_array_equal(got, want)
 
 

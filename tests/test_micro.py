@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 
-from converters import flatbuffer, micro
-from converters.conversion import convert_bytes
-from converters.flatbuffer import ModelInfo, Operator, Tensor
-from tfcompress._keras import keras, tf
+from converters.tflite import flatbuffer
+from converters.targets import micro
+from converters.runtimes import tflm
+from converters.conversion.modes import convert_bytes
+from converters.tflite.flatbuffer import ModelInfo, Operator, Tensor
+from tfcompress.keras2.env import keras, tf
 
 
 def _convert(model, x, mode="int8"):
@@ -178,7 +180,7 @@ def test_layer_of(name, layer):
 
 def test_validate_sine_agrees_and_arena_is_minimal(sine):
     tflite, x = sine
-    report = micro.validate(tflite, x, _litert(tflite, x))
+    report = tflm.validate(tflite, x, _litert(tflite, x))
     assert report["passed"], report
     assert report["samples"] == len(x)
     assert report["max_abs_lsb"] <= 1
@@ -186,13 +188,13 @@ def test_validate_sine_agrees_and_arena_is_minimal(sine):
     arena, rec = report["arena_bytes"], report["arena_recommended"]
     assert arena % 16 == 0 and rec % 16 == 0
     assert rec - arena == report["arena_margin"] and 16 <= rec - arena <= 0.05 * arena
-    assert micro.runs_with_arena(tflite, arena)
-    assert not micro.runs_with_arena(tflite, arena - 16)
+    assert tflm.runs_with_arena(tflite, arena)
+    assert not tflm.runs_with_arena(tflite, arena - 16)
 
 
 def test_validate_classifier(classifier):
     tflite, x = classifier
-    report = micro.validate(tflite, x, _litert(tflite, x), tolerance_lsb=1)
+    report = tflm.validate(tflite, x, _litert(tflite, x), tolerance_lsb=1)
     assert report["classification"] is True
     assert report["agreement"] >= 0.98 and report["max_abs_lsb"] <= 1
     assert report["passed"]
@@ -203,34 +205,34 @@ def test_validate_fails_on_disagreement(classifier):
     ref = _litert(tflite, x).astype(np.int16)
     ref[::5, 0] += 5  # 20% of the samples off by 5 LSB
     ref = np.clip(ref, -128, 127).astype(np.int8)
-    report = micro.validate(tflite, x, ref)
+    report = tflm.validate(tflite, x, ref)
     assert not report["passed"]
     assert report["max_abs_lsb"] >= 4 and report["within_tolerance"] < 0.9
 
 
 def test_run_matches_input_layout(classifier):
     tflite, x = classifier
-    out = micro.run(tflite, x[:7], arena_size=8192)
+    out = tflm.run(tflite, x[:7], arena_size=8192)
     assert len(out) == 1 and out[0].shape == (7, 3) and out[0].dtype == np.int8
 
 
 def test_wrong_input_dtype_is_refused(classifier):
     tflite, x = classifier
     with pytest.raises(micro.MicroError, match="INT8 but the data is float32.*quantize"):
-        micro.run(tflite, x.astype(np.float32), arena_size=8192)
+        tflm.run(tflite, x.astype(np.float32), arena_size=8192)
 
 
 def test_tiny_arena_is_an_error_not_a_crash(sine):
     tflite, x = sine
-    assert not micro.runs_with_arena(tflite, 64)
+    assert not tflm.runs_with_arena(tflite, 64)
     with pytest.raises(micro.MicroError, match="64-byte arena") as err:
-        micro.run(tflite, x[:2], arena_size=64)
+        tflm.run(tflite, x[:2], arena_size=64)
     assert "\n" not in str(err.value)
 
 
 def test_arena_margin_rule():
-    assert micro.arena_margin(2032) == 96
-    assert micro.arena_margin(100_000) == 4992
+    assert tflm.arena_margin(2032) == 96
+    assert tflm.arena_margin(100_000) == 4992
     for arena in (336, 2032, 10_000, 123_456):
-        m = micro.arena_margin(arena)
+        m = tflm.arena_margin(arena)
         assert m % 16 == 0 and 16 <= m <= 0.05 * arena

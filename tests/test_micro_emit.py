@@ -9,9 +9,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from converters import budgets, flatbuffer, micro, micro_emit
-from converters.conversion import convert_bytes
-from tfcompress._keras import keras
+from converters.targets import budgets
+from converters.tflite import flatbuffer
+from converters.targets import micro
+from converters.targets import micro_emit
+from converters.conversion.modes import convert_bytes
+from tfcompress.keras2.env import keras
 
 GXX = shutil.which("g++")
 needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ not installed")

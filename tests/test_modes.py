@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import tfcompress
-from converters import flatbuffer, litert
-from converters.conversion import convert_bytes
-from converters.inspect import guess_mode
-from tfcompress._keras import keras
+from converters.tflite import flatbuffer
+from converters.runtimes import litert
+from converters.conversion.modes import convert_bytes
+from converters.tflite.inspect import guess_mode
+from tfcompress.keras2.env import keras
 
 #: the converter leaves weights with fewer elements float in dynamic mode.
 DYNAMIC_MIN_ELEMENTS = 1024
@@ -139,8 +140,9 @@ def test_qat_keeps_signature_names(model, data, converted):
 def test_int4_mode_stores_4bit_weights_and_keeps_accuracy(digits_data):
     """ai-edge-quantizer's dynamic_wi4_afp32: weights at 4 bits, smaller
     than int8, accuracy close to float."""
-    from converters import litert, validate
-    from converters.conversion import convert_bytes as convert
+    from converters.runtimes import litert
+    from converters.runtimes import metrics as validate
+    from converters.conversion.modes import convert_bytes as convert
     from sample_models import digits
 
     (x, y), (x_test, y_test) = digits_data

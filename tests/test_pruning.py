@@ -2,9 +2,12 @@ import numpy as np
 import pytest
 
 import tfcompress as tfc
-from converters import convert, flatbuffer
-from tfcompress import keras, schedules, stats
-from tfcompress.pruning import PruneWrapper
+from converters import convert
+from converters.tflite import flatbuffer
+from tfcompress import keras
+from tfcompress.keras2 import schedules
+from tfcompress.analysis import stats
+from tfcompress.keras2.pruning import PruneWrapper
 from conftest import compile_clf, small_cnn
 
 

@@ -1,7 +1,8 @@
 import pytest
 
 import tfcompress as tfc
-from converters import convert, flatbuffer
+from converters import convert
+from converters.tflite import flatbuffer
 from tfcompress import keras
 from conftest import compile_clf, small_cnn
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tfcompress.recipe import Recipe, RecipeError, builtin_names, get
+from tfcompress.pipeline.recipe import Recipe, RecipeError, builtin_names, get
 
 GOOD = {
     "stages": [

@@ -18,13 +18,15 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import classification_data, compile_clf, small_cnn
-from converters import convert_bytes, litert, load_model, sandbox
-from converters.flatbuffer import InvalidModelError
-from converters.verify import verify
-from tfcompress import data as datasets
-from tfcompress import pipeline
-from tfcompress._keras import keras
-from tfcompress.cli import main
+from converters import convert_bytes, load_model
+from converters.runtimes import litert
+from converters.runtimes import sandbox
+from converters.tflite.flatbuffer import InvalidModelError
+from converters.tflite.verify import verify
+from tfcompress.pipeline import data as datasets
+from tfcompress.pipeline import jobs as pipeline
+from tfcompress.keras2.env import keras
+from tfcompress.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +305,7 @@ def test_bad_input_is_one_line_naming_the_array(dense, tmp_path, label, call,
 # -- atomic artifacts --------------------------------------------------------
 _SLOW_WRITER = textwrap.dedent("""
     import os, sys, time
-    from tfcompress.files import atomic_write
+    from converters.files import atomic_write
     path, marker = sys.argv[1], sys.argv[2]
     real_fdopen = os.fdopen
 
@@ -328,7 +330,7 @@ _SLOW_WRITER = textwrap.dedent("""
 
 
 def test_sigkill_mid_write_leaves_the_previous_artifact(tmp_path):
-    from tfcompress.files import atomic_write
+    from converters.files import atomic_write
     target = tmp_path / "model.tflite"
     atomic_write(target, b"previous artifact")
     marker = tmp_path / "writing"
@@ -378,7 +380,7 @@ class _CountEpochs(keras.callbacks.Callback):
 
 
 def test_stage_interrupted_mid_way_resumes_from_the_last_epoch(tmp_path):
-    from tfcompress.stages import compress
+    from tfcompress.pipeline.stages import compress
     x, y = classification_data(np.random.default_rng(0), n=128)
     recipe = {"stages": [{"prune": {"target_sparsity": 0.6,
                                     "schedule": "polynomial", "epochs": 4}}],

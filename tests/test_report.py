@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from tfcompress import pipeline
-from tfcompress.stages import compress
+from tfcompress.pipeline import jobs as pipeline
+from tfcompress.pipeline.stages import compress
 from conftest import classification_data, compile_clf, small_cnn
 
 RECIPE = {"stages": [{"prune": {"target_sparsity": 0.5, "epochs": 2}},

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from converters import flatbuffer
+from converters.tflite import flatbuffer
 from sample_models import build, digits
 
 

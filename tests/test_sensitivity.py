@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import yaml
 
-from tfcompress import sensitivity as sens_mod
-from tfcompress._keras import keras
-from tfcompress.recipe import Recipe
+from tfcompress.analysis import sensitivity as sens_mod
+from tfcompress.keras2.env import keras
+from tfcompress.pipeline.recipe import Recipe
 
 from conftest import classification_data, compile_clf, small_cnn
 
@@ -82,9 +82,9 @@ def test_greedy_prefers_cheap_savings():
 def test_budget_plan_meets_real_int8_bytes_on_digits(digits_data):
     """max_bytes is met by the real gzip size of the int8 .tflite converted
     after running the chosen recipe (prune/cluster/QAT with training)."""
-    from converters.conversion import convert_bytes
+    from converters.conversion.modes import convert_bytes
     from sample_models import digits
-    from tfcompress.stages import compress
+    from tfcompress.pipeline.stages import compress
 
     (x, y), (x_val, y_val) = digits_data
     model = digits.build_model(0)

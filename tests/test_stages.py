@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tfcompress.stages import STAGE_KINDS, compress
-from tfcompress.recipe import STAGES
+from tfcompress.pipeline.stages import STAGE_KINDS, compress
+from tfcompress.pipeline.recipe import STAGES
 from conftest import classification_data, compile_clf, small_cnn
 
 RECIPE = {"stages": [{"prune": {"target_sparsity": 0.5, "epochs": 1}},

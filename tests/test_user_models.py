@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 import tfcompress as tfc
-from converters import convert, flatbuffer
-from tfcompress import keras, stats
-from tfcompress._keras import tf
-from tfcompress.nesting import flatten
+from converters import convert
+from converters.tflite import flatbuffer
+from tfcompress import keras
+from tfcompress.analysis import stats
+from tfcompress.keras2.env import tf
+from tfcompress.keras2.nesting import flatten
 from conftest import compile_clf
 
 

@@ -17,39 +17,50 @@ TensorFlow.
 
 import importlib
 
+from converters.loading.models import register_custom_objects
+from tfcompress import _moved  # noqa: F401  (old import paths)
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "keras": ("tfcompress._keras", "keras"),
-    "prune": ("tfcompress.pruning", "prune"),
-    "strip_pruning": ("tfcompress.pruning", "strip_pruning"),
-    "cluster": ("tfcompress.clustering", "cluster"),
-    "strip_clustering": ("tfcompress.clustering", "strip_clustering"),
-    "quantize": ("tfcompress.quantization", "quantize"),
-    "binarize": ("tfcompress.lowbit", "binarize"),
-    "strip_lowbit": ("tfcompress.lowbit", "strip_lowbit"),
-    "strip": ("tfcompress.unwrap", "strip"),
-    "scope": ("tfcompress.unwrap", "scope"),
-    "custom_objects": ("tfcompress.unwrap", "custom_objects"),
-    "callbacks_for": ("tfcompress.callbacks", "callbacks_for"),
-    "PruningStep": ("tfcompress.callbacks", "PruningStep"),
-    "SparsityLogger": ("tfcompress.callbacks", "SparsityLogger"),
-    "ConstantSparsity": ("tfcompress.schedules", "ConstantSparsity"),
-    "PolynomialSparsity": ("tfcompress.schedules", "PolynomialSparsity"),
-    "kernel_stats": ("tfcompress.stats", "kernel_stats"),
-    "CompressionReport": ("tfcompress.selection", "CompressionReport"),
-    "Recipe": ("tfcompress.recipe", "Recipe"),
-    "compress": ("tfcompress.stages", "compress"),
-    "flatten": ("tfcompress.nesting", "flatten"),
-    "prune_channels": ("tfcompress.channel_pruning", "prune_channels"),
-    "factorize": ("tfcompress.lowrank", "factorize"),
-    "Distiller": ("tfcompress.distill", "Distiller"),
-    "analyze_sensitivity": ("tfcompress.sensitivity", "analyze"),
-    "choose_budget": ("tfcompress.sensitivity", "choose"),
-    "load_keras3": ("tfcompress.keras3", "load"),
+    "keras": ("tfcompress.keras2.env", "keras"),
+    "prune": ("tfcompress.keras2.pruning", "prune"),
+    "strip_pruning": ("tfcompress.keras2.pruning", "strip_pruning"),
+    "cluster": ("tfcompress.keras2.clustering", "cluster"),
+    "strip_clustering": ("tfcompress.keras2.clustering", "strip_clustering"),
+    "quantize": ("tfcompress.keras2.quantization", "quantize"),
+    "binarize": ("tfcompress.keras2.lowbit", "binarize"),
+    "strip_lowbit": ("tfcompress.keras2.lowbit", "strip_lowbit"),
+    "strip": ("tfcompress.keras2.unwrap", "strip"),
+    "scope": ("tfcompress.keras2.unwrap", "scope"),
+    "custom_objects": ("tfcompress.keras2.unwrap", "custom_objects"),
+    "callbacks_for": ("tfcompress.keras2.callbacks", "callbacks_for"),
+    "PruningStep": ("tfcompress.keras2.callbacks", "PruningStep"),
+    "SparsityLogger": ("tfcompress.keras2.callbacks", "SparsityLogger"),
+    "ConstantSparsity": ("tfcompress.keras2.schedules", "ConstantSparsity"),
+    "PolynomialSparsity": ("tfcompress.keras2.schedules", "PolynomialSparsity"),
+    "kernel_stats": ("tfcompress.analysis.stats", "kernel_stats"),
+    "CompressionReport": ("tfcompress.keras2.selection", "CompressionReport"),
+    "Recipe": ("tfcompress.pipeline.recipe", "Recipe"),
+    "compress": ("tfcompress.pipeline.stages", "compress"),
+    "flatten": ("tfcompress.keras2.nesting", "flatten"),
+    "prune_channels": ("tfcompress.keras2.channel_pruning", "prune_channels"),
+    "factorize": ("tfcompress.keras2.lowrank", "factorize"),
+    "Distiller": ("tfcompress.keras2.distill", "Distiller"),
+    "analyze_sensitivity": ("tfcompress.analysis.sensitivity", "analyze"),
+    "choose_budget": ("tfcompress.analysis.sensitivity", "choose"),
+    "load_keras3": ("converters.loading.keras3_files", "load"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def _keras2_custom_objects() -> dict:
+    from tfcompress.keras2.unwrap import custom_objects
+    return custom_objects()
+
+
+register_custom_objects(_keras2_custom_objects)
 
 
 def __getattr__(name):

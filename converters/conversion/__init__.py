@@ -1,0 +1,7 @@
+"""Conversion: Keras model -> .tflite bytes -> a checked, validated artifact.
+
+Modules:
+    modes: ``convert_bytes`` per target and quantization mode (int8, float16,
+        dynamic, int16x8, float32, int4), ``MODES``, ``TARGETS``.
+    artifact: ``convert`` and ``Artifact`` (check, validate, save).
+"""

@@ -1,0 +1,119 @@
+"""PNG plots for reports (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    from converters.files import atomic_write
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return atomic_write(path, buf.getvalue())
+
+
+def size_vs_accuracy(variants: List[dict], path: str) -> Optional[str]:
+    """Scatter of .tflite bytes (log x) vs accuracy, one point a variant.
+
+    ``variants``: ``[{"name", "bytes", "accuracy"}]``.
+    """
+    rows = [v for v in variants if v.get("bytes") and
+            v.get("accuracy") is not None]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for v in rows:
+        ax.scatter(v["bytes"] / 1024, 100 * v["accuracy"], s=60)
+        ax.annotate(v["name"], (v["bytes"] / 1024, 100 * v["accuracy"]),
+                    textcoords="offset points", xytext=(6, 4))
+    ax.set_xscale("log")
+    ax.set_xlabel("model size (KiB, log scale)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("size vs accuracy")
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def layer_sparsity(layers: List[dict], path: str) -> Optional[str]:
+    """Bars of per-layer sparsity with unique-value counts on top.
+
+    ``layers``: ``[{"layer", "sparsity", "unique"}]``.
+    """
+    if not layers:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(layers) + 2), 4))
+    names = [l["layer"] for l in layers]
+    bars = ax.bar(names, [100 * l["sparsity"] for l in layers],
+                  color="#4c72b0")
+    for bar, l in zip(bars, layers):
+        ax.annotate(f"{l['unique']} uniq", (bar.get_x() + bar.get_width() / 2,
+                                            bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("zero weights (%)")
+    ax.set_title("per-layer sparsity and unique values")
+    ax.tick_params(axis="x", rotation=30)
+    return _save(fig, path)
+
+
+def training_curves(history: List[dict], path: str) -> Optional[str]:
+    """Loss and accuracy/metric per epoch, stages side by side."""
+    stages = [h for h in history if h.get("history")]
+    if not stages:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    offset = 0
+    for h in stages:
+        hist = h["history"]
+        n = len(hist.get("loss", []))
+        epochs = list(range(offset + 1, offset + n + 1))
+        label = f"{h.get('stage', '')}:{h['kind']}"
+        for key in ("loss", "val_loss"):
+            if key in hist:
+                axes[0].plot(epochs, hist[key], marker="o", markersize=3,
+                             linestyle="-" if key == "loss" else "--",
+                             label=f"{label} {key}")
+        metric = next((k for k in ("val_accuracy", "accuracy", "val_mae",
+                                   "mae") if k in hist), None)
+        if metric:
+            axes[1].plot(epochs, hist[metric], marker="o", markersize=3,
+                         label=f"{label} {metric}")
+        if offset:
+            for ax in axes:
+                ax.axvline(offset + 0.5, color="grey", alpha=0.4)
+        offset += n
+    axes[0].set_title("loss per epoch")
+    axes[1].set_title("metric per epoch")
+    for ax in axes:
+        ax.set_xlabel("epoch (all stages)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def write_all(report: dict, out_dir: str) -> dict:
+    """Write every plot the report has data for; ``{kind: filename}``."""
+    made = {}
+    for key, fn, data in (
+            ("size_vs_accuracy", size_vs_accuracy, report.get("variants")),
+            ("layer_sparsity", layer_sparsity,
+             report.get("tflite", {}).get("layers")),
+            ("training_curves", training_curves, report.get("stages"))):
+        if data:
+            path = fn(data, os.path.join(out_dir, f"{key}.png"))
+            if path:
+                made[key] = os.path.basename(path)
+    return made

@@ -1,0 +1,11 @@
+"""The interpreters that run and validate a .tflite, each in a child process.
+
+Modules:
+    childproc: the one child-process runner (fork server, limits, exit codes).
+    sandbox: run a function on a user's file in a child process.
+    litert: run a .tflite in the LiteRT interpreter (Android's CPU runtime).
+    latency: LiteRT latency (XNNPACK) per mode and thread count.
+    metrics: compare a converted model's outputs with the float model.
+    tflm: run a .tflite in TensorFlow Lite Micro; arena bisection; validation.
+    tflm_worker: the child process that hosts the TFLM interpreter.
+"""

@@ -1,0 +1,168 @@
+"""The one child-process runner: a fork server and its children.
+
+Interpreters (LiteRT, TFLM) are C++: a malformed ``.tflite`` or an undersized
+TFLM arena can kill the process that runs them (SIGSEGV) or hang it. Every
+run on a user's file therefore happens in a child. Starting Python and
+TensorFlow per run is slow, so a *fork server* (``python -m MODULE serve``)
+imports what the runs need once, then forks a fresh child per request; a
+crash or a hang ends only that child.
+
+Both sides live here: :class:`ForkServer` (the parent's handle: one request
+line in, the child's exit status out, with a time limit) and :func:`serve`
+(the server loop, given a handler that runs one request in the child).
+:mod:`converters.runtimes.sandbox` (any function on a user's file) and
+:mod:`converters.runtimes.tflm_worker` (TFLM arena probes) are its users.
+
+Example:
+    >>> server = ForkServer("converters.runtimes.sandbox", ["serve"])
+    >>> server.request("/tmp/job\\t60", timeout=60)    # child's exit status
+    0
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+
+__all__ = ["ChildError", "ForkServer", "describe_exit", "python_command",
+           "serve"]
+
+#: extra seconds the parent waits beyond ``timeout`` before killing the server
+GRACE = 10.0
+
+
+class ChildError(RuntimeError):
+    """The fork server stopped or could not start."""
+
+
+def python_command(module: str, args: Sequence[object] = ()
+                   ) -> tuple[list[str], dict]:
+    """``(argv, env)`` to run ``python -m module args...`` as a child that
+    imports this project (PYTHONPATH) and keeps TensorFlow quiet."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (root, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return [sys.executable, "-m", module, *map(str, args)], env
+
+
+def describe_exit(code: int | None, message: str = "") -> str:
+    """A child's end in words: ``"crashed with signal 11 (SIGSEGV)"``."""
+    if code is None:
+        return f"timed out ({message})" if message else "timed out"
+    if code < 0:
+        try:
+            sig = signal.Signals(-code).name
+        except ValueError:
+            sig = "unknown signal"
+        text = f"crashed with signal {-code} ({sig})"
+    else:
+        text = f"exited with status {code}"
+    return f"{text}: {message}" if message else text
+
+
+class ForkServer:
+    """The parent's handle on a fork server: one request at a time.
+
+    Args:
+        module: the module run as ``python -m module *args``; its server
+            loop is :func:`serve`.
+        args: its command line.
+    """
+
+    def __init__(self, module: str, args: Sequence[object] = ()):
+        cmd, env = python_command(module, args)
+        self.pid = os.getpid()
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.lock = threading.Lock()
+
+    def alive(self) -> bool:
+        """Started by this process and still running."""
+        return self.pid == os.getpid() and self.proc.poll() is None
+
+    def request(self, line: str, timeout: float) -> int | None:
+        """Send one request line; the exit status of the child that ran it
+        (``-N``: killed by signal N), or None when the server did not
+        answer within ``timeout`` (it is then stopped).
+
+        Raises:
+            ChildError: the server had stopped.
+        """
+        with self.lock:
+            try:
+                self.proc.stdin.write(line.rstrip("\n") + "\n")
+                self.proc.stdin.flush()
+                ready, _, _ = select.select([self.proc.stdout], [], [],
+                                            timeout + GRACE)
+                answer = self.proc.stdout.readline() if ready else None
+            except (BrokenPipeError, OSError):
+                answer = ""
+        if answer is None:
+            self.stop()
+            return None
+        if not answer:
+            self.stop()
+            raise ChildError(f"the child-process server stopped (exit "
+                             f"{self.proc.returncode}); retry")
+        return int(answer)
+
+    def stop(self) -> None:
+        """Kill the server (its running child dies with its pipe)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self, wait: float = 10.0) -> None:
+        """End the server politely (end of input), kill it after ``wait``."""
+        try:
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self.stop()
+
+
+def serve(handle: Callable[[str], None], *, timeout_of: Callable[[str], int],
+          output_of: Callable[[str], str | None] = lambda line: None,
+          before_fork: Callable[[str], None] = lambda line: None) -> None:
+    """The server loop: per stdin line, fork a child that runs ``handle``.
+
+    In the child, stdout and stderr go to ``output_of(line)`` (a file path;
+    None: discarded), SIGALRM fires after ``timeout_of(line)`` seconds, and
+    the exit status is 0 when ``handle`` returned, 3 when it raised (the
+    traceback goes to the output). The server answers each line with the
+    child's exit status, one line each.
+    """
+    for raw in sys.stdin:
+        line = raw.rstrip("\n")
+        before_fork(line)
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                out = output_of(line)
+                fd = os.open(out or os.devnull,
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                signal.alarm(max(1, int(timeout_of(line))))
+                handle(line)
+            except BaseException:  # noqa: BLE001 - exit status says it
+                traceback.print_exc()
+                code = 3
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), flush=True)

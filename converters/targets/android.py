@@ -1,0 +1,283 @@
+"""The Android target: int8 (XNNPACK) and float16 (GPU) variants side by side.
+
+``write_android`` writes into ``out_dir``::
+
+    model_int8.tflite   full-integer int8, for the CPU (XNNPACK)
+    model.tflite        the same bytes: the default model of the app
+    model_fp16.tflite   float16 weights, float I/O, for the GPU delegate
+    model.json          sidecar: signature, I/O dtypes and quantization per
+                        variant, labels, input normalization, sizes, sha256
+    labels.txt          one label a line (when labels are given)
+
+Both variants carry the ``serving_default`` signature with the Keras input
+layer names as input names and the Keras output layer names as output names
+(checked here in the flatbuffer: app code calls
+``interpreter.getSignatureRunner("serving_default")`` with those names,
+whatever the tensor order). tfcompress QAT keeps layer names, so a QAT
+model's signature equals its float model's.
+
+Metadata: the TFLite Support metadata (``TFLITE_METADATA``, read by Android
+Studio ML binding and the Task Library) needs the ``tflite-support`` package,
+which the pinned stack does not have. Instead the sidecar JSON is also
+embedded as a plain ``Model.metadata`` entry named :data:`METADATA_NAME`
+(the mechanism TF uses for ``CONVERSION_METADATA``): interpreters ignore it,
+``converters.inspect.metadata(tflite)`` reads it back.
+
+Example:
+    >>> report = write_android(model, x_train[:200], "build/android",
+    ...                        labels=["cat", "dog"],
+    ...                        normalization={"mean": 127.5, "std": 127.5})
+    >>> report["variants"]["int8"]["gpu_fallback_ops"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from converters.tflite import flatbuffer
+from converters.targets import gpu
+from converters.conversion.modes import convert_bytes
+from converters.errors import ConversionError
+
+SIGNATURE = "serving_default"
+METADATA_NAME = "tfcompress.android"
+FORMAT = "tfcompress.android/1"
+#: variant -> (converter mode, file suffix, the runtime it is meant for)
+VARIANTS = {"int8": ("int8", "int8", "CPU (XNNPACK)"),
+            "fp16": ("float16", "fp16", "GPU delegate")}
+
+Number = float | Sequence[float]
+
+
+def normalization_spec(normalization: dict | None) -> dict | None:
+    """Check ``normalization`` and give both of its forms.
+
+    Accepts ``{"mean": m, "std": s}`` (``x = (raw - mean) / std``) or
+    ``{"scale": a, "offset": b}`` (``x = raw * scale + offset``); each value
+    a number or one number per channel (the last input axis).
+
+    Returns:
+        ``{"mean", "std", "scale", "offset", "formula"}`` as lists, or None.
+    """
+    if normalization is None:
+        return None
+    keys = set(normalization)
+    if keys == {"mean", "std"}:
+        mean, std = _pair(normalization, "mean", "std", nonzero="std")
+        scale = [1.0 / s for s in std]
+        offset = [-m / s for m, s in zip(mean, std)]
+    elif keys == {"scale", "offset"}:
+        scale, offset = _pair(normalization, "scale", "offset",
+                              nonzero="scale")
+        std = [1.0 / s for s in scale]
+        mean = [-o / s for o, s in zip(offset, scale)]
+    else:
+        raise ValueError(
+            f"normalization keys {sorted(keys)} not understood: pass "
+            "{'mean': m, 'std': s} or {'scale': a, 'offset': b}")
+    return {"mean": mean, "std": std, "scale": scale, "offset": offset,
+            "formula": "x = (raw - mean) / std = raw * scale + offset"}
+
+
+def _pair(normalization: dict, first: str, second: str, *,
+          nonzero: str) -> tuple:
+    """The ``first`` and ``second`` value lists broadcast to one length;
+    ``nonzero`` (the std or the scale) must have no zero."""
+    values = {first: _floats(normalization[first], first),
+              second: _floats(normalization[second], second)}
+    if any(v == 0 for v in values[nonzero]):
+        raise ValueError(f"normalization {nonzero} {values[nonzero]} has a "
+                         f"zero: pass non-zero per-channel {nonzero} values")
+    a, b = values[first], values[second]
+    if len(a) != len(b) and 1 not in (len(a), len(b)):
+        raise ValueError(f"normalization {first} has {len(a)} values and "
+                         f"{second} {len(b)}; pass one or one per channel")
+    n = max(len(a), len(b))
+    return a * (n // len(a)), b * (n // len(b))
+
+
+def _floats(value: Number, what: str) -> list[float]:
+    array = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if array.ndim != 1 or not array.size or not np.all(np.isfinite(array)):
+        raise ValueError(f"normalization {what} must be a finite number or a "
+                         f"list of them, got {value!r}")
+    return [float(v) for v in array]
+
+
+def keras_io_names(model) -> tuple:
+    """(input names, output names) as the converter's signature uses them:
+    the Keras input layer names and output layer names."""
+    return list(model.input_names), list(model.output_names)
+
+
+def check_signature(info: flatbuffer.ModelInfo, inputs: Sequence[str],
+                    outputs: Sequence[str], where: str) -> dict:
+    """Raise :class:`ConversionError` unless ``info`` has the
+    ``serving_default`` signature with exactly these input/output names."""
+    sig = info.signatures.get(SIGNATURE)
+    if sig is None:
+        raise ConversionError(
+            f"{where}: no {SIGNATURE!r} signature in the .tflite (found "
+            f"{sorted(info.signatures)}); convert a Keras model with "
+            "from_keras_model")
+    for part, names in (("inputs", inputs), ("outputs", outputs)):
+        if sorted(sig[part]) != sorted(names):
+            raise ConversionError(
+                f"{where}: signature {part} {sorted(sig[part])} differ from "
+                f"the Keras {part} {sorted(names)}; name the Keras Input/"
+                "output layers and keep the names through compression")
+    return sig
+
+
+def _io_spec(info: flatbuffer.ModelInfo, sig: dict, order: Sequence[str],
+             part: str) -> list[dict]:
+    rows = []
+    for name in order:
+        t = info.tensors[sig[part][name]]
+        quant = None
+        if t.scale:
+            quant = {"scale": t.scale[0],
+                     "zero_point": t.zero_point[0] if t.zero_point else 0}
+        rows.append({"name": name, "tensor": t.name, "index": t.index,
+                     "dtype": t.dtype.lower(), "shape": list(t.shape),
+                     "quantization": quant})
+    return rows
+
+
+def embed_metadata(tflite: bytes, name: str, data: bytes) -> bytes:
+    """Return ``tflite`` with a ``Model.metadata`` entry ``name`` holding
+    ``data`` (replacing an entry of that name)."""
+    from tensorflow.lite.python import schema_py_generated as fb
+    from tensorflow.lite.tools import flatbuffer_utils
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    buffer = fb.BufferT()
+    buffer.data = np.frombuffer(bytes(data), dtype=np.uint8)
+    model.metadata = list(model.metadata or [])
+    for entry in model.metadata:
+        if entry.name.decode("utf-8", "replace") == name:
+            model.buffers[entry.buffer] = buffer
+            break
+    else:
+        model.buffers.append(buffer)
+        entry = fb.MetadataT()
+        entry.name = name.encode("utf-8")
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _labels(labels: Sequence[str] | None, model) -> list | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str) or not all(isinstance(l, str) for l in labels):
+        raise ValueError("labels must be a list of strings, one per class")
+    labels = list(labels)
+    bad = [l for l in labels if not l.strip() or "\n" in l or "\r" in l]
+    if bad:
+        raise ValueError(f"label {bad[0]!r} is empty or spans lines; labels "
+                         "go one a line into labels.txt")
+    if len(model.outputs) == 1:
+        shape = tuple(model.outputs[0].shape)
+        classes = int(shape[-1]) if shape and shape[-1] is not None else None
+        if classes is not None and len(labels) != classes:
+            raise ValueError(
+                f"{len(labels)} labels for output {model.output_names[0]!r} "
+                f"with {classes} classes; pass one label per class")
+    return labels
+
+
+def write_android(keras_model, representative_data: np.ndarray,
+                  out_dir: str | os.PathLike, *,
+                  labels: Sequence[str] | None = None,
+                  normalization: dict | None = None,
+                  name: str = "model", embed: bool = True) -> dict:
+    """Convert ``keras_model`` for Android and write the variants + sidecar.
+
+    Args:
+        keras_model: a ``tfcompress.keras`` model (plain, stripped or QAT).
+        representative_data: float model inputs (already normalized) for
+            int8 calibration, e.g. 100-500 training samples.
+        out_dir: folder to write into (created).
+        labels: class names, one per output class.
+        normalization: ``{"mean", "std"}`` or ``{"scale", "offset"}`` that
+            the app applies to raw input before feeding the model.
+        name: file stem: ``{name}_int8.tflite``, ``{name}_fp16.tflite``,
+            ``{name}.tflite``, ``{name}.json``.
+        embed: also embed the sidecar in each .tflite as metadata.
+
+    Returns:
+        The report: ``files``, ``signature`` (key, input and output names),
+        and per variant ``file``, ``bytes``, ``sha256``, ``runtime``,
+        ``inputs``/``outputs`` (dtype, shape, quantization),
+        ``gpu_fallback_ops`` and ``gpu_note``.
+
+    Raises:
+        ConversionError: conversion failed, or a variant's signature names
+            differ from the Keras input/output layer names.
+    """
+    from converters.files import atomic_write
+    if isinstance(keras_model, (str, os.PathLike)):
+        raise TypeError("write_android needs an in-memory Keras model (the "
+                        "signature names come from its layers); load it with"
+                        " converters.load_model first")
+    in_names, out_names = keras_io_names(keras_model)
+    norm = normalization_spec(normalization)
+    labels = _labels(labels, keras_model)
+    variants: dict[str, dict] = {}
+    blobs: dict[str, bytes] = {}
+    for key, (mode, suffix, runtime) in VARIANTS.items():
+        data = convert_bytes(keras_model, representative_data, mode=mode)
+        info = flatbuffer.read(data)
+        sig = check_signature(info, in_names, out_names, f"{name} {key}")
+        verdict = gpu.check(info)
+        variants[key] = {
+            "file": f"{name}_{suffix}.tflite", "mode": mode,
+            "runtime": runtime,
+            "inputs": _io_spec(info, sig, in_names, "inputs"),
+            "outputs": _io_spec(info, sig, out_names, "outputs"),
+            "gpu_fallback_ops": verdict["fallback_ops"],
+            "gpu_note": verdict["note"],
+        }
+        blobs[key] = data
+    sidecar = {
+        "format": FORMAT, "name": name,
+        "signature": {"key": SIGNATURE, "inputs": in_names,
+                      "outputs": out_names},
+        "labels": labels,
+        "normalization": norm,
+        "default": "int8",
+        "variants": variants,
+    }
+    if embed:
+        meta = json.dumps(sidecar, sort_keys=True).encode("utf-8")
+        for key, plain in list(blobs.items()):
+            blobs[key] = embed_metadata(plain, METADATA_NAME, meta)
+            check_signature(flatbuffer.read(blobs[key]), in_names, out_names,
+                            f"{name} {key} (with metadata)")
+    for key, data in blobs.items():
+        variants[key]["bytes"] = len(data)
+        variants[key]["sha256"] = hashlib.sha256(data).hexdigest()
+    sidecar["metadata_embedded"] = METADATA_NAME if embed else None
+
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    files = [atomic_write(os.path.join(out_dir, v["file"]), blobs[k])
+             for k, v in variants.items()]
+    files.append(atomic_write(os.path.join(out_dir, f"{name}.tflite"),
+                              blobs["int8"]))
+    if sidecar["labels"] is not None:
+        files.append(atomic_write(os.path.join(out_dir, "labels.txt"),
+                                  ("\n".join(labels) + "\n").encode("utf-8")))
+    files.append(atomic_write(os.path.join(out_dir, f"{name}.json"),
+                              json.dumps(sidecar, indent=2) + "\n"))
+    return {"files": files, "signature": sidecar["signature"],
+            "labels": sidecar["labels"], "normalization": norm,
+            "metadata_embedded": sidecar["metadata_embedded"],
+            "variants": {k: {f: v[f] for f in (
+                "file", "bytes", "sha256", "runtime", "inputs", "outputs",
+                "gpu_fallback_ops", "gpu_note")} for k, v in variants.items()}}

@@ -1,0 +1,7 @@
+"""Analysis of models under compression.
+
+Modules:
+    stats: per-layer sparsity and unique-weight counts of any Keras model.
+    sensitivity: per-layer sensitivity sweeps, and per-layer settings that
+        meet a byte or accuracy budget.
+"""

@@ -1,0 +1,13 @@
+"""The ``tfcompress`` command line (click): parse, call the library, print.
+
+Modules:
+    main: the command group and its commands (optimize, convert, validate,
+        inspect, bench, sensitivity).
+
+``tfcompress --help`` imports no TensorFlow: commands import the library
+inside their bodies.
+"""
+
+from tfcompress.cli.main import main
+
+__all__ = ["main"]

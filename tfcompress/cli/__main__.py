@@ -1,0 +1,5 @@
+"""``python -m tfcompress.cli``: the ``tfcompress`` command."""
+
+from tfcompress.cli.main import main
+
+main()

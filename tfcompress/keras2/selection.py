@@ -1,0 +1,146 @@
+"""Which layers a compression technique touches, and why others are skipped.
+
+Every wrapper (``prune``, ``cluster``, ``quantize``) walks the model with
+:func:`apply_to_layers`, which clones the model and asks a ``decide`` callback
+per layer. Skipped layers are recorded in a :class:`CompressionReport` with a
+named reason, so a user can see what was compressed and what was not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+from tfcompress.keras2.env import keras
+
+SKIP_USER = "skipped by user"
+SKIP_NO_WEIGHTS = "no weights"
+SKIP_NO_SUPPORT = "no support for this layer type"
+SKIP_TOO_SMALL = "too few weights"
+SKIP_FIRST_LAST = "first/last layer kept at 8 bits"
+
+LayerSelector = Union[str, type, "re.Pattern[str]"]
+
+
+@dataclasses.dataclass
+class LayerEntry:
+    name: str
+    type: str
+    technique: str
+    status: str  # "compressed" or "skipped"
+    reason: str = ""
+    params: int = 0
+
+
+@dataclasses.dataclass
+class CompressionReport:
+    """Per-layer record of what a wrapper did."""
+
+    entries: list = dataclasses.field(default_factory=list)
+
+    def add(self, layer, technique: str, status: str, reason: str = "") -> None:
+        self.entries.append(
+            LayerEntry(layer.name, type(layer).__name__, technique, status,
+                       reason, int(layer.count_params()) if layer.built else 0))
+
+    @property
+    def compressed(self) -> list:
+        return [e.name for e in self.entries if e.status == "compressed"]
+
+    @property
+    def skipped(self) -> dict:
+        return {e.name: e.reason for e in self.entries if e.status == "skipped"}
+
+    def to_dict(self) -> list:
+        return [dataclasses.asdict(e) for e in self.entries]
+
+    def __str__(self) -> str:
+        rows = [f"{e.technique:9s} {e.name:24s} {e.type:22s} {e.status}"
+                + (f" ({e.reason})" if e.reason else "") for e in self.entries]
+        return "\n".join(rows)
+
+
+def matches(layer, selectors: Optional[Iterable[LayerSelector]]) -> bool:
+    """True if ``layer`` matches any selector: a layer name, a layer class,
+    a class name, or a compiled regex / ``"re:<pattern>"`` on the name."""
+    for sel in selectors or ():
+        if isinstance(sel, type):
+            if isinstance(layer, sel):
+                return True
+        elif isinstance(sel, re.Pattern):
+            if sel.fullmatch(layer.name):
+                return True
+        elif isinstance(sel, str):
+            if sel.startswith("re:"):
+                if re.fullmatch(sel[3:], layer.name):
+                    return True
+            elif sel == layer.name or sel == type(layer).__name__:
+                return True
+        else:
+            raise ValueError(
+                f"Could not interpret layer selector {sel!r}: use a layer name, "
+                "a layer class, a class name, or 're:<regex>'.")
+    return False
+
+
+def check_functional(model, technique: str) -> None:
+    """Raise a clear error for model kinds the wrappers cannot clone."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{technique} expects a tf_keras Model, got {type(model).__name__}. "
+            "Build the model with `from tfcompress import keras`.")
+    if not (isinstance(model, keras.Sequential) or model._is_graph_network):
+        raise ValueError(
+            f"{technique}: model {model.name!r} is a subclassed Model "
+            f"({type(model).__name__}); it has no layer graph to rewrite. "
+            "Rebuild it as a Sequential or Functional model, or wrap its "
+            "layers individually and call the wrapper on each layer.")
+
+
+def apply_to_layers(model, decide: Callable, technique: str,
+                    report: Optional[CompressionReport] = None):
+    """Clone ``model`` replacing each layer by ``decide(copy)``.
+
+    ``decide`` receives a fresh copy of the layer (its own weights, not
+    shared with the input model) and returns ``(new_layer, None)`` to wrap it
+    or ``(copy, reason)`` to keep it as is. Returns ``(new_model, report)``.
+    """
+    from tfcompress.keras2.nesting import flatten, nested_names
+
+    check_functional(model, technique)
+    report = report if report is not None else CompressionReport()
+    for name in nested_names(model):
+        report.entries.append(LayerEntry(name, "Model", technique, "flattened",
+                                         "nested model inlined"))
+    model = flatten(model)
+
+    def clone_fn(layer):
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer.__class__.from_config(layer.get_config())
+        new_layer, reason = decide(fresh_copy(layer))
+        if reason is None:
+            report.add(layer, technique, "compressed")
+        else:
+            report.add(layer, technique, "skipped", reason)
+        return new_layer
+
+    new_model = keras.models.clone_model(model, clone_function=clone_fn)
+    return new_model, report
+
+
+def fresh_copy(layer):
+    """A copy of ``layer`` with copied (not shared) weights."""
+    if isinstance(layer, keras.Model):
+        new = keras.models.clone_model(layer)
+        new.set_weights(layer.get_weights())
+        return new
+    new = layer.__class__.from_config(layer.get_config())
+    if layer.weights:
+        new.build(layer.get_input_shape_at(0))
+        new.set_weights(layer.get_weights())
+    return new
+
+
+def parse_selectors(values: Optional[Sequence]) -> list:
+    return list(values or [])

@@ -1,0 +1,11 @@
+"""The staged pipeline: recipes, stages, the end-to-end jobs, data, distribution.
+
+Modules:
+    recipe: the declarative ``Recipe`` (YAML / JSON / dict / built-in names).
+    stages: ``compress``: run a recipe's stages on a model, with checkpoints.
+    jobs: the jobs behind the CLI and ``make tflite``: compress, convert,
+        validate, write the artifact set and reports.
+    data: load and check user data (``DATA.npz``).
+    distribute: ``tf.distribute`` strategies by name; who writes files.
+    recipes/: the built-in recipe files.
+"""
