@@ -7,5 +7,6 @@ Modules:
     latency: LiteRT latency (XNNPACK) per mode and thread count.
     metrics: compare a converted model's outputs with the float model.
     tflm: run a .tflite in TensorFlow Lite Micro; arena bisection; validation.
+    tflm_arena: the smallest arena a model runs with, by bisection in TFLM.
     tflm_worker: the child process that hosts the TFLM interpreter.
 """
