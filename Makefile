@@ -15,6 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $$($(BIN)/python -c "import configparser as c; p = c.ConfigParser(); p.read('setup.cfg'); print(' '.join(p['options.extras_require']['consumers'].split()))") 2>$(VENV)/consumers.log || { cat $(VENV)/consumers.log; exit 1; }
 	touch $(STAMP)
 
 ## the main job: train, compress, convert, validate every sample model
