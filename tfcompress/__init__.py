@@ -17,7 +17,7 @@ TensorFlow.
 
 import importlib
 
-from converters.loading.models import register_custom_objects
+from converters.loading.models import register_scope
 from tfcompress import _moved  # noqa: F401  (old import paths)
 
 __version__ = "0.1.0"
@@ -55,12 +55,12 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def _keras2_custom_objects() -> dict:
-    from tfcompress.keras2.unwrap import custom_objects
-    return custom_objects()
+def _keras2_load_scope():
+    from tfcompress.keras2.unwrap import scope
+    return scope()
 
 
-register_custom_objects(_keras2_custom_objects)
+register_scope(_keras2_load_scope)   # saved wrapped models load anywhere
 
 
 def __getattr__(name):

@@ -3,8 +3,8 @@
 Code-carrying objects (Lambda layers, serialized Python functions) are
 refused unless the caller allows unsafe loading. Layers defined above this
 package (the training wrappers of :mod:`tfcompress`) are made known with
-:func:`register_custom_objects`, so a saved wrapped model loads here without
-this layer importing the one above it.
+:func:`register_scope` (a custom-object scope entered around every load), so
+a saved wrapped model loads here without this layer importing the one above.
 
 Example:
     >>> from converters import load_model
@@ -13,26 +13,29 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable, Dict, Union
+from typing import Callable, ContextManager, Union
 
-__all__ = ["custom_objects", "load_model", "register_custom_objects"]
+__all__ = ["load_model", "load_scope", "register_scope"]
 
-_PROVIDERS: list = []
-
-
-def register_custom_objects(provider: Callable[[], Dict[str, object]]) -> None:
-    """Make ``provider()``'s ``{name: class}`` known to :func:`load_model`."""
-    if provider not in _PROVIDERS:
-        _PROVIDERS.append(provider)
+_SCOPES: list = []
 
 
-def custom_objects() -> Dict[str, object]:
-    """Every registered custom object, merged."""
-    merged: Dict[str, object] = {}
-    for provider in _PROVIDERS:
-        merged.update(provider())
-    return merged
+def register_scope(factory: Callable[[], ContextManager]) -> None:
+    """Enter ``factory()`` around every :func:`load_model` (e.g. a scope
+    that knows the classes of saved wrapped models)."""
+    if factory not in _SCOPES:
+        _SCOPES.append(factory)
+
+
+@contextlib.contextmanager
+def load_scope():
+    """Every registered scope, entered together."""
+    with contextlib.ExitStack() as stack:
+        for factory in _SCOPES:
+            stack.enter_context(factory())
+        yield
 
 
 def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
@@ -66,7 +69,7 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
                 "in safe mode; pass --unsafe / allow_unsafe=True only if you "
                 "trust the file")
     try:
-        with keras.utils.custom_object_scope(custom_objects()):
+        with load_scope():
             return keras.models.load_model(path, **kwargs)
     except ValueError as exc:
         msg = str(exc).splitlines()[0]

@@ -4,7 +4,7 @@ TensorFlow's native libraries log before ``absl::InitializeLog()`` runs, so
 ``TF_CPP_MIN_LOG_LEVEL`` does not silence them: "All log messages before
 absl::InitializeLog() ...", the oneDNN notice, "Could not find cuda drivers",
 "failed call to cuInit" on a machine without a GPU. :func:`import_tensorflow`
-imports TensorFlow (and runs one op, which is when CUDA is probed) with the
+imports TensorFlow (and lists the devices, which is when CUDA is probed) with the
 process's stderr file descriptor captured, drops those known lines and
 passes every other line through, so real errors still reach the user.
 
@@ -68,7 +68,8 @@ def import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with captured_stderr():
         import tensorflow as tf
-        tf.constant(0.0) + 0.0   # CUDA is probed at the first op
+        tf.config.list_physical_devices()   # CUDA is probed here (no op run:
+        # logical devices stay configurable)
     _DONE = True
     return tf
 
@@ -100,7 +101,7 @@ class _QuietFinder:
                 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
                 with captured_stderr():
                     real.exec_module(module)
-                    module.constant(0.0) + 0.0   # CUDA is probed here
+                    module.config.list_physical_devices()   # probes CUDA
                 _DONE = True
 
         spec.loader = _Loader()
