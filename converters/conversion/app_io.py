@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -128,9 +129,11 @@ def _quantize(calibrated: bytes, io: str, output_io: str,
             quant.max = np.array([max(input_range)], np.float32)
         calibrated = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     try:
-        return bytes(tfl_convert.mlir_quantize(
-            calibrated, False, input_data_type=getattr(tf, io),
-            output_data_type=getattr(tf, output_io)))
+        with warnings.catch_warnings():  # "statistics for quantized inputs"
+            warnings.simplefilter("ignore", UserWarning)
+            return bytes(tfl_convert.mlir_quantize(
+                calibrated, False, input_data_type=getattr(tf, io),
+                output_data_type=getattr(tf, output_io)))
     except Exception as exc:
         raise ConversionError(_explain(exc, "int8")) from None
 

@@ -94,17 +94,18 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
         datasets.check_weights(model)
     datasets.check_x(np.asarray(x_calib), "representative data")
     started = time.perf_counter()
-    _say(log, f"[{name}] converting ({target}, {mode}) with "
-              f"{min(len(x_calib), 500)} calibration samples")
     if android is None:
         android = target == "android" and mode == "int8"
     plan = None
     if android and not isinstance(model, str):
         from converters.targets.android_plan import plan as android_plan
+        options = dict(android_options or {})
+        options["about"] = {"name": name, **(options.get("about") or {})}
         plan = android_plan(model, x_calib, labels=labels,
-                            normalization=normalization,
-                            **(android_options or {}))
+                            normalization=normalization, **options)
     app_io = plan is not None and target == "android"
+    _say(log, f"[{name}] converting ({target}, {mode}) with "
+              f"{min(len(x_calib), 500)} calibration samples")
     art = convert(model, x_calib, target=target, mode=mode, name=name,
                   io=plan.io if app_io else None,
                   input_range=plan.input_range if app_io else None)
