@@ -73,11 +73,12 @@ def convert_app_io(model, representative_data: np.ndarray, *,
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv._experimental_calibrate_only = True  # pylint: disable=protected-access
     try:
-        calibrated = bytes(conv.convert())
+        calibrated = _run(conv)
     except Exception as exc:
         raise ConversionError(_explain(exc, "int8")) from None
     if _has_calibration(calibrated):
-        return _quantize(calibrated, io, output_io, input_range)
+        data = _quantize(calibrated, io, output_io, input_range)
+        return _pin(data, io, input_range)
     # A QAT model: the converter quantizes with the trained ranges.
     conv = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -86,12 +87,10 @@ def convert_app_io(model, representative_data: np.ndarray, *,
     conv.inference_input_type = getattr(tf, io)
     conv.inference_output_type = getattr(tf, output_io)
     try:
-        data = bytes(conv.convert())
+        data = _run(conv)
     except Exception as exc:
         raise ConversionError(_explain(exc, "int8")) from None
-    if input_range is not None and io == "uint8":
-        data = _pin_uint8_input(data, input_range)
-    return data
+    return _pin(data, io, input_range)
 
 
 def input_quantization(input_range: Sequence[float], io: str
@@ -103,6 +102,12 @@ def input_quantization(input_range: Sequence[float], io: str
     offset = -128 if io == "int8" else 0
     return scale, int(np.clip(round(offset - lo / scale), offset,
                               offset + 255))
+
+
+def _run(conv) -> bytes:
+    with warnings.catch_warnings():  # "statistics for quantized inputs"
+        warnings.simplefilter("ignore", UserWarning)
+        return bytes(conv.convert())
 
 
 def _has_calibration(calibrated: bytes) -> bool:
@@ -138,18 +143,41 @@ def _quantize(calibrated: bytes, io: str, output_io: str,
         raise ConversionError(_explain(exc, "int8")) from None
 
 
-def _pin_uint8_input(data: bytes, input_range: Tuple[float, float]) -> bytes:
-    """Give each uint8 input tensor the pixel-grid quantization; the QUANTIZE
-    op behind it requantizes to the model's own input scale."""
+def _pin(data: bytes, io: str,
+         input_range: Optional[Tuple[float, float]]) -> bytes:
+    """Make each quantized input span ``input_range`` on its 256 levels.
+
+    Post-training quantization already did (the calibrated range was
+    replaced). A QAT model keeps its trained input range; a uint8 input is
+    then given the pixel grid, and the QUANTIZE op behind it (uint8 ->
+    int8) requantizes to the trained scale. An int8 input of a QAT model is
+    left as trained (its scale is in the model for the app to use).
+    """
     from tensorflow.lite.tools import flatbuffer_utils
+    if input_range is None or io == "float32":
+        return data
+    scale, zero = input_quantization(input_range, io)
     model = _object(data)
     graph = model.subgraphs[0]
-    scale, zero = input_quantization(input_range, "uint8")
+    quantize = {i for i, code in enumerate(model.operatorCodes)
+                if max(code.builtinCode, code.deprecatedBuiltinCode) == 114}
+    fed = {op.inputs[0] for op in graph.operators
+           if op.opcodeIndex in quantize}
+    changed = False
     for index in graph.inputs:
         quant = graph.tensors[index].quantization
-        if quant is not None and quant.scale is not None and len(quant.scale):
-            quant.scale = np.array([scale], np.float32)
-            quant.zeroPoint = np.array([zero], np.int64)
+        if quant is None or quant.scale is None or not len(quant.scale):
+            continue
+        if np.isclose(quant.scale[0], scale, rtol=1e-6) and \
+                int(quant.zeroPoint[0]) == zero:
+            continue
+        if io != "uint8" or index not in fed:
+            continue
+        quant.scale = np.array([scale], np.float32)
+        quant.zeroPoint = np.array([zero], np.int64)
+        changed = True
+    if not changed:
+        return data
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 

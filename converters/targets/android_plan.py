@@ -144,6 +144,7 @@ def plan(keras_model, x: np.ndarray, *, labels: Optional[Sequence[str]] = None,
     if image and io in ("uint8", "int8") and norm is not None:
         mean, std = _uniform(norm, ins[0])
         low, high = sorted(((0.0 - mean) / std, (255.0 - mean) / std))
+        _check_pixel_range(x, ins[0], mean, std, low, high)
         result.input_range = (low, high)
         result.input_quantization = input_quantization((low, high), io)
         result.exact_pixels = float(mean).is_integer() and std > 0
@@ -163,6 +164,21 @@ def _identity_if_pixels(x: np.ndarray, inp: TensorSpec) -> dict:
             "--normalization MEAN,STD that maps pixels to them (e.g. 0,255 "
             "for pixel / 255, 127.5,127.5 for [-1, 1])")
     return android.normalization_spec({"mean": 0.0, "std": 1.0})
+
+
+def _check_pixel_range(x: np.ndarray, inp: TensorSpec, mean: float,
+                       std: float, low: float, high: float) -> None:
+    """Normalized pixels never leave ``[low, high]``: data that do (by more
+    than one input step) were normalized otherwise."""
+    data = np.asarray(x, np.float32)
+    step = (high - low) / 255.0
+    if data.size and (float(data.min()) < low - step
+                      or float(data.max()) > high + step):
+        raise ValueError(
+            f"data x for input {inp.name!r} spans [{float(data.min()):.3g}, "
+            f"{float(data.max()):.3g}] but normalization mean {mean:g} std "
+            f"{std:g} maps pixels 0..255 to [{low:.3g}, {high:.3g}]: pass "
+            "the normalization the model was trained with, or --io float32")
 
 
 def _raw_pixels(x: np.ndarray) -> bool:
