@@ -276,7 +276,7 @@ def write_android(keras_model, representative_data: np.ndarray,
         "normalization": norm,
         "task": plan.task, "io": plan.io,
         "input_quantization": plan.input_quantization,
-        "exact_pixels": plan.exact_pixels,
+        "exact_pixels": _exact_pixels(plan, infos["int8"][0]),
         "default": "int8",
         "variants": variants,
     }
@@ -325,3 +325,16 @@ def _convert_int8(keras_model, representative_data, plan) -> bytes:
     from converters.conversion.app_io import convert_app_io
     return convert_app_io(keras_model, representative_data, io=plan.io,
                           input_range=plan.input_range)
+
+
+def _exact_pixels(plan, info: flatbuffer.ModelInfo) -> bool | None:
+    """Whether the int8 variant's quantized input is the planned pixel grid
+    with an integer mean (a raw pixel then maps exactly); None when the
+    input is not a quantized image."""
+    if plan.input_quantization is None:
+        return None
+    t = info.input_details[0]
+    scale, zero = plan.input_quantization
+    pinned = bool(t.scale) and abs(t.scale[0] - scale) <= 1e-6 * scale \
+        and t.zero_point[0] == zero
+    return bool(pinned and plan.exact_pixels)
