@@ -264,3 +264,44 @@ def test_audio_classifier_loads_in_mediapipe(tmp_path):
     assert np.mean(index == lite) >= 0.98
     assert [c.category_name for c in tops] == [TONES[i] for i in index]
     assert np.mean(lite == y[200:]) >= 0.9
+
+
+def test_image_segmenter_loads_in_mediapipe(tmp_path):
+    """Per-pixel classes: MediaPipe's category mask equals LiteRT's argmax
+    (uint8 int8 variant and float16 variant), labels from the metadata."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+    pixels, _ = _patches(24, 1)
+    pixels = pixels[:, :16, :16]
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3), name="image")
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Conv2D(
+        3, 1, activation="softmax", name="mask")(h))
+    report = android.write_android(model, pixels / 255.0, tmp_path,
+                                   labels=["bg", "warm", "cold"],
+                                   normalization={"mean": 0, "std": 255})
+    assert (report["plan"]["task"], report["plan"]["io"]) == (
+        "image_segmenter", "uint8")
+    for variant in ("int8", "fp16"):
+        path = tmp_path / report["variants"][variant]["file"]
+        segmenter = vision.ImageSegmenter.create_from_options(
+            vision.ImageSegmenterOptions(
+                base_options=BaseOptions(model_asset_path=str(path)),
+                output_category_mask=True))
+        try:
+            assert segmenter.labels == ["bg", "warm", "cold"]
+            masks = [segmenter.segment(mp.Image(
+                image_format=mp.ImageFormat.SRGB,
+                data=np.ascontiguousarray(image))).category_mask.numpy_view()
+                for image in pixels[:8]]
+        finally:
+            segmenter.close()
+        lite = litert.run(path.read_bytes(), pixels[:8] / 255.0).outputs
+        got = np.stack(masks).reshape(lite.shape[:-1])
+        top2 = np.sort(lite, -1)[..., -2:]
+        # near ties (a few uint8 steps; MediaPipe's and LiteRT's kernels
+        # may round one LSB apart) may break either way
+        clear = top2[..., 1] - top2[..., 0] > 0.02
+        assert clear.mean() > 0.5
+        assert np.mean(got[clear] == lite.argmax(-1)[clear]) >= 0.98
