@@ -11,6 +11,7 @@ import tfcompress
 from converters.targets import android
 from converters.tflite import flatbuffer
 from converters.runtimes import litert
+from converters.conversion.app_io import convert_app_io
 from converters.conversion.modes import convert_bytes
 from converters.tflite.inspect import metadata
 from tfcompress.keras2.env import keras
@@ -62,9 +63,16 @@ def test_variant_dtypes(written):
     _, out, report = written
     int8 = flatbuffer.read(_read(out / "model_int8.tflite"))
     fp16 = flatbuffer.read(_read(out / "model_fp16.tflite"))
+    # an image classifier: uint8 at the edges, int8 inside
     assert [t.dtype for t in int8.input_details + int8.output_details] == [
-        "INT8", "INT8"]
+        "UINT8", "UINT8"]
     assert flatbuffer.float_ops(int8) == []
+    assert {t.dtype for t in int8.tensors if t.is_constant
+            and len(t.shape) >= 2} == {"INT8"}
+    # the input quantization is the normalization: q = pixel
+    inp = int8.input_details[0]
+    assert inp.scale[0] == pytest.approx(1 / 63.75)
+    assert inp.zero_point[0] in (127, 128)
     assert [t.dtype for t in fp16.input_details + fp16.output_details] == [
         "FLOAT32", "FLOAT32"]
     fp16_weights = [t for t in fp16.tensors
@@ -97,7 +105,9 @@ def test_sidecar_carries_labels_normalization_and_io(written):
     np.testing.assert_allclose(raw * norm["scale"][0] + norm["offset"][0],
                                (raw - 127.5) / 63.75)
     int8_in = sidecar["variants"]["int8"]["inputs"][0]
-    assert (int8_in["name"], int8_in["dtype"]) == ("pixels", "int8")
+    assert (int8_in["name"], int8_in["dtype"]) == ("pixels", "uint8")
+    assert (sidecar["task"], sidecar["io"]) == ("image_classifier", "uint8")
+    assert sidecar["exact_pixels"] is False  # mean 127.5: half a pixel
     assert isinstance(int8_in["quantization"]["zero_point"], int)
     assert sidecar["variants"]["fp16"]["outputs"][0]["dtype"] == "float32"
     for key, variant in sidecar["variants"].items():
@@ -112,7 +122,7 @@ def test_embedded_metadata_leaves_the_model_unchanged(written, data):
     embedded = json.loads(metadata(tflite)[android.METADATA_NAME])
     assert embedded["labels"] == LABELS
     assert embedded["normalization"]["std"] == [63.75]
-    plain = convert_bytes(model, data, mode="int8")
+    plain = convert_app_io(model, data, io="uint8", input_range=(-2.0, 2.0))
     assert android.METADATA_NAME not in metadata(plain)
     np.testing.assert_array_equal(litert.run(tflite, data).raw_outputs,
                                   litert.run(plain, data).raw_outputs)

@@ -75,10 +75,12 @@ def test_optimize_convert_validate_inspect_bench(files, tmp_path):
     result = _run("optimize", files["model"], "--data", files["data"],
                   "--recipe", files["recipe"], "--target", "android",
                   "--labels", str(labels), "--normalization", "0.5,2",
-                  "--out", out)
+                  "--io", "float32", "--out", out)
     assert result.exit_code == 0, result.output
     report = json.load(open(os.path.join(out, "report.json")))
-    assert report["tflite"]["input"]["dtype"] == "int8"
+    # x ~ N(0, 1) is no normalized pixel data: float32 I/O (uint8 refused)
+    assert report["tflite"]["input"]["dtype"] == "float32"
+    assert report["android"]["plan"]["task"] == "image_classifier"
     assert [s["kind"] for s in report["stages"]] == ["prune", "quantize"]
     assert report["stages"][1]["scheme"] == "PQAT"
     assert report["validation"]["litert"]["agreement"] >= 0.9
@@ -187,7 +189,11 @@ def test_convert_accepts_every_model_format(files, tmp_path, fmt):
                   "android", "--mode", "int8", "--out", str(out))
     assert result.exit_code == 0, result.output
     report = json.load(open(out / "report.json"))
-    assert report["tflite"]["input"]["dtype"] == "int8"
+    # a Keras model goes through the Android plan: x ~ N(0, 1) with no
+    # --normalization is no pixel data, so a generic model with float32
+    # edges; a SavedModel has no Keras shapes to plan with: int8 edges
+    assert report["tflite"]["input"]["dtype"] == (
+        "int8" if fmt == "savedmodel" else "float32")
     assert report["validation"]["litert"]["agreement"] >= 0.98
 
 

@@ -40,6 +40,7 @@ class Artifact:
                              "tflite": self._describe(), "validation": {}}
         self.extra_files: dict = {}
         self.device = None  # micro: a budgets profile name or {ram, flash}
+        self.io = "int8"  # int8 mode: the I/O type (android: uint8, float32)
 
     # -- checks ----------------------------------------------------------
     def _describe(self) -> dict:
@@ -63,7 +64,8 @@ class Artifact:
         if self.mode == "int8":
             bad = flatbuffer.float_ops(self.info)
             io = [t for t in self.info.input_details + self.info.output_details
-                  if t.dtype != "INT8"]
+                  if t.dtype != self.io.upper() and not (
+                      self.target == "android" and t.dtype == "INT32")]
             if bad:
                 raise ConversionError(
                     f"{self.name}: int8 model computes on float tensors in "
@@ -72,10 +74,23 @@ class Artifact:
             if io:
                 raise ConversionError(
                     f"{self.name}: int8 model has {io[0].dtype} I/O tensor "
-                    f"{io[0].name!r}; convert with int8 input and output")
+                    f"{io[0].name!r}; convert with {self.io} input and "
+                    "output")
         if self.target == "micro":
             from converters.targets import micro
             micro.check_compatible(self.info)
+
+    def replace_tflite(self, tflite: bytes) -> None:
+        """Swap in the same model with other metadata (e.g. TFLite Metadata
+        and packed files): the report's ``tflite`` entry is re-read, the
+        validation results stay (the computation must be unchanged)."""
+        info = flatbuffer.read(tflite)
+        if info.op_names != self.info.op_names or \
+                len(info.tensors) != len(self.info.tensors):
+            raise ValueError(f"{self.name}: replace_tflite needs the same "
+                             "model graph; validate the new bytes instead")
+        self.tflite, self.info = bytes(tflite), info
+        self.report["tflite"] = self._describe()
 
     def strip_strings(self) -> None:
         """Ship the model without names, signatures and metadata (flash on a
@@ -229,8 +244,8 @@ def _io(t: flatbuffer.Tensor) -> dict:
 
 def convert(model, representative_data: Optional[np.ndarray] = None, *,
             target: str = "android", mode: str = "int8",
-            name: str = "model", allow_float_fallback: bool = False
-            ) -> Artifact:
+            name: str = "model", allow_float_fallback: bool = False,
+            io: Optional[str] = None, input_range=None) -> Artifact:
     """Convert a Keras model for ``target`` and check the result.
 
     Args:
@@ -239,6 +254,11 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
         representative_data: float model inputs for int8 calibration.
         target: ``"micro"`` (TFLM: int8 only) or ``"android"``.
         mode: ``int8``, ``float16``, ``dynamic``, ``int16x8``, ``float32``.
+        io: ``int8`` mode only: ``uint8``, ``int8`` or ``float32`` I/O around
+            the int8 model (default int8), see
+            :mod:`converters.conversion.app_io`.
+        input_range: with ``io``, the float input range the quantized input
+            must span exactly (an image's normalized pixel range).
 
     Example:
         >>> art = convert(model, x_train[:200], target="micro")
@@ -249,13 +269,23 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
             "full-integer models (no dynamic-range or float16 kernels); use "
             "--mode int8 with representative data")
     started = time.perf_counter()
-    data = convert_bytes(model, representative_data, mode=mode,
-                         allow_float_fallback=allow_float_fallback)
+    if io is not None and io != "int8" or input_range is not None:
+        if mode != "int8" or target == "micro" or allow_float_fallback:
+            raise ConversionError(
+                f"io={io!r} needs mode int8 for target android (TFLM and "
+                "float fallback keep int8 I/O)")
+        from converters.conversion.app_io import convert_app_io
+        data = convert_app_io(model, representative_data, io=io or "int8",
+                              input_range=input_range)
+    else:
+        data = convert_bytes(model, representative_data, mode=mode,
+                             allow_float_fallback=allow_float_fallback)
     from converters.conversion.modes import SavedModelPredictor
     keras_model = SavedModelPredictor(model) if isinstance(model, str) \
         else model
     art = Artifact(data, target=target, mode=mode, keras_model=keras_model,
                    name=name)
+    art.io = io or "int8"
     art.report["timings"] = {"convert_s": round(time.perf_counter() - started,
                                                 3)}
     if not allow_float_fallback:

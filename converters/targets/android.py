@@ -16,12 +16,15 @@ layer names as input names and the Keras output layer names as output names
 whatever the tensor order). tfcompress QAT keeps layer names, so a QAT
 model's signature equals its float model's.
 
-Metadata: the TFLite Support metadata (``TFLITE_METADATA``, read by Android
-Studio ML binding and the Task Library) needs the ``tflite-support`` package,
-which the pinned stack does not have. Instead the sidecar JSON is also
-embedded as a plain ``Model.metadata`` entry named :data:`METADATA_NAME`
-(the mechanism TF uses for ``CONVERSION_METADATA``): interpreters ignore it,
-``converters.inspect.metadata(tflite)`` reads it back.
+Metadata: each variant carries standard TFLite Metadata (``TFLITE_METADATA``:
+task, labels as an associated file packed in the .tflite, normalization,
+value ranges; :mod:`converters.targets.android_metadata`, packed by
+:mod:`converters.targets.metadata_pack`), so MediaPipe Tasks, the TFLite Task
+Library and Android Studio's ML Model Binding load it from the file alone.
+The int8 variant takes uint8 images (the default for image tasks) or float32
+/ int8 tensors (``io``), see :mod:`converters.targets.android_plan`. The
+sidecar JSON is also embedded as a plain ``Model.metadata`` entry named
+:data:`METADATA_NAME`; ``converters.inspect.metadata(tflite)`` reads it back.
 
 Example:
     >>> report = write_android(model, x_train[:200], "build/android",
@@ -43,6 +46,7 @@ from converters.tflite import flatbuffer
 from converters.targets import gpu
 from converters.conversion.modes import convert_bytes
 from converters.errors import ConversionError
+from converters.targets import android_metadata, metadata_pack
 
 SIGNATURE = "serving_default"
 METADATA_NAME = "tfcompress.android"
@@ -195,7 +199,9 @@ def write_android(keras_model, representative_data: np.ndarray,
                   out_dir: str | os.PathLike, *,
                   labels: Sequence[str] | None = None,
                   normalization: dict | None = None,
-                  name: str = "model", embed: bool = True) -> dict:
+                  name: str = "model", embed: bool = True,
+                  plan=None, int8_tflite: bytes | None = None,
+                  **options) -> dict:
     """Convert ``keras_model`` for Android and write the variants + sidecar.
 
     Args:
@@ -209,6 +215,11 @@ def write_android(keras_model, representative_data: np.ndarray,
         name: file stem: ``{name}_int8.tflite``, ``{name}_fp16.tflite``,
             ``{name}.tflite``, ``{name}.json``.
         embed: also embed the sidecar in each .tflite as metadata.
+        plan: an :class:`android_plan.AndroidPlan` (default: made from the
+            arguments and ``options``: ``io``, ``task``, ``sample_rate``,
+            ``about``).
+        int8_tflite: the int8 model already converted with the plan's I/O
+            (default: converted here).
 
     Returns:
         The report: ``files``, ``signature`` (key, input and output names),
@@ -226,14 +237,27 @@ def write_android(keras_model, representative_data: np.ndarray,
                         "signature names come from its layers); load it with"
                         " converters.load_model first")
     in_names, out_names = keras_io_names(keras_model)
-    norm = normalization_spec(normalization)
-    labels = _labels(labels, keras_model)
+    if plan is None:
+        from converters.targets.android_plan import plan as make_plan
+        plan = make_plan(keras_model, representative_data, labels=labels,
+                         normalization=normalization, **options)
+    norm, labels = plan.normalization, plan.labels
     variants: dict[str, dict] = {}
     blobs: dict[str, bytes] = {}
+    infos: dict[str, tuple] = {}
     for key, (mode, suffix, runtime) in VARIANTS.items():
-        data = convert_bytes(keras_model, representative_data, mode=mode)
+        if key == "int8":
+            data = int8_tflite or _convert_int8(keras_model,
+                                                representative_data, plan)
+        else:
+            data = convert_bytes(keras_model, representative_data, mode=mode)
         info = flatbuffer.read(data)
         sig = check_signature(info, in_names, out_names, f"{name} {key}")
+        if key == "int8" and flatbuffer.float_ops(info):
+            raise ConversionError(
+                f"{name} int8: computes on float tensors in "
+                f"{flatbuffer.float_ops(info)[0]}; replace the layer")
+        infos[key] = (info, sig)
         verdict = gpu.check(info)
         variants[key] = {
             "file": f"{name}_{suffix}.tflite", "mode": mode,
@@ -250,6 +274,9 @@ def write_android(keras_model, representative_data: np.ndarray,
                       "outputs": out_names},
         "labels": labels,
         "normalization": norm,
+        "task": plan.task, "io": plan.io,
+        "input_quantization": plan.input_quantization,
+        "exact_pixels": _exact_pixels(plan, infos["int8"][0]),
         "default": "int8",
         "variants": variants,
     }
@@ -259,10 +286,19 @@ def write_android(keras_model, representative_data: np.ndarray,
             blobs[key] = embed_metadata(plain, METADATA_NAME, meta)
             check_signature(flatbuffer.read(blobs[key]), in_names, out_names,
                             f"{name} {key} (with metadata)")
+    for key, plain in list(blobs.items()):
+        info, sig = infos[key]
+        names = {index: n for part in ("inputs", "outputs")
+                 for n, index in sig[part].items()}
+        metadata, packed = android_metadata.build(
+            info, plan.task, names=names, labels=labels, normalization=norm,
+            sample_rate=plan.sample_rate, about=plan.about)
+        blobs[key] = metadata_pack.populate(plain, metadata, packed)
     for key, data in blobs.items():
         variants[key]["bytes"] = len(data)
         variants[key]["sha256"] = hashlib.sha256(data).hexdigest()
     sidecar["metadata_embedded"] = METADATA_NAME if embed else None
+    sidecar["tflite_metadata"] = metadata_pack.METADATA_NAME
 
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -278,6 +314,27 @@ def write_android(keras_model, representative_data: np.ndarray,
     return {"files": files, "signature": sidecar["signature"],
             "labels": sidecar["labels"], "normalization": norm,
             "metadata_embedded": sidecar["metadata_embedded"],
+            "tflite_metadata": metadata_pack.METADATA_NAME,
+            "plan": plan.to_dict(),
             "variants": {k: {f: v[f] for f in (
                 "file", "bytes", "sha256", "runtime", "inputs", "outputs",
                 "gpu_fallback_ops", "gpu_note")} for k, v in variants.items()}}
+
+
+def _convert_int8(keras_model, representative_data, plan) -> bytes:
+    from converters.conversion.app_io import convert_app_io
+    return convert_app_io(keras_model, representative_data, io=plan.io,
+                          input_range=plan.input_range)
+
+
+def _exact_pixels(plan, info: flatbuffer.ModelInfo) -> bool | None:
+    """Whether the int8 variant's quantized input is the planned pixel grid
+    with an integer mean (a raw pixel then maps exactly); None when the
+    input is not a quantized image."""
+    if plan.input_quantization is None:
+        return None
+    t = info.input_details[0]
+    scale, zero = plan.input_quantization
+    pinned = bool(t.scale) and abs(t.scale[0] - scale) <= 1e-6 * scale \
+        and t.zero_point[0] == zero
+    return bool(pinned and plan.exact_pixels)

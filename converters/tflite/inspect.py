@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from converters.tflite import flatbuffer
 from converters.targets import gpu
+from converters.targets import metadata_pack
 from converters.tflite.flatbuffer import ModelInfo, Tensor
 
 #: (op, weight input index) -> the output-channel axis of that weight.
@@ -40,7 +41,9 @@ def inspect(tflite: bytes) -> dict:
         ``{"cpu": instances on CPU, "reason": the first reason}``),
         ``signatures`` (key -> input and output names), ``tensors`` (dtype,
         shape, quantization; sparsity and unique values for constants),
-        ``metadata`` (entry name -> bytes), ``micro`` and ``gpu`` verdicts.
+        ``metadata`` (entry name -> bytes), ``tflite_metadata`` (the
+        standard TFLite Metadata: task, labels, normalization; None when
+        absent), ``micro`` and ``gpu`` verdicts.
 
     Raises:
         converters.flatbuffer.InvalidModelError: the bytes are not a .tflite.
@@ -70,6 +73,7 @@ def inspect(tflite: bytes) -> dict:
                        for key, sig in info.signatures.items()},
         "tensors": [_tensor(t, axes.get(t.index)) for t in info.tensors],
         "metadata": metadata,
+        "tflite_metadata": metadata_pack.summary(data),
         "description": info.description,
         "micro": micro_verdict(info),
         "gpu": gpu_verdict,
@@ -321,6 +325,7 @@ def format_text(report: dict) -> str:
         out += ["", "metadata", text_table(
             ["name", "bytes"],
             [[k, v] for k, v in report["metadata"].items()])]
+    out += _metadata_text(report.get("tflite_metadata"))
     micro, gpu_ = report["micro"], report["gpu"]
     fallback = gpu_["fallback_ops"]
     out += ["", "verdicts", text_table(["target", "runs", "why"], [
@@ -331,3 +336,30 @@ def format_text(report: dict) -> str:
          else gpu_["note"]],
     ])]
     return "\n".join(out)
+
+
+def _metadata_text(meta: dict | None) -> list[str]:
+    """The TFLite Metadata lines of :func:`format_text` (none without)."""
+    if not meta:
+        return []
+    about = ", ".join(f"{k} {meta[k]!r}" for k in (
+        "name", "version", "author", "license") if meta.get(k))
+    out = ["", f"TFLite Metadata: task {meta.get('task')}; {about}; "
+               f"min parser {meta.get('min_parser_version')}"]
+    rows = []
+    for kind in ("inputs", "outputs"):
+        for t in meta[kind]:
+            extra = [f"{k} {t[k]}" for k in ("color_space", "sample_rate",
+                                             "channels") if k in t]
+            if "normalization" in t:
+                n = t["normalization"]
+                extra.append(f"mean {n['mean']} std {n['std']}")
+            if "range" in t:
+                extra.append(f"range {t['range'][0]}..{t['range'][1]}")
+            if "labels" in t:
+                labels = t["labels"]
+                extra.append(f"{len(labels)} labels ({t['labels_file']}): "
+                             + _short(", ".join(labels), 50))
+            rows.append([kind[:-1], t["name"] or "", t["content"] or "",
+                         "; ".join(extra)])
+    return out + [text_table(["", "name", "content", "details"], rows)]

@@ -16,6 +16,12 @@ from tfcompress import __version__
 
 TARGETS = ("micro", "android")
 MODES = ("int8", "float16", "dynamic", "int16x8", "float32", "int4")
+#: converters.conversion.app_io.IO_TYPES (not imported: keeps --help fast)
+IO_TYPES = ("uint8", "int8", "float32")
+#: converters.targets.android_metadata.TASKS + TASK_ALIASES
+TASK_CHOICES = ("image_classifier", "image_segmenter", "object_detector",
+                "audio_classifier", "text_classifier", "generic",
+                "classification", "segmentation", "regression")
 
 
 def _fail(message: str, code: int = 1):
@@ -109,6 +115,18 @@ def _target_options(fn):
         click.option("--unsafe", is_flag=True,
                      help="Allow loading models that carry code (Lambda "
                           "layers)."),
+        click.option("--io", "io", type=click.Choice(IO_TYPES), default=None,
+                     help="android: I/O type around the int8 model "
+                          "[default: uint8 for image tasks, else float32]."),
+        click.option("--task", type=click.Choice(TASK_CHOICES), default=None,
+                     help="android: the task the TFLite Metadata describes "
+                          "[default: detected from the shapes]."),
+        click.option("--sample-rate", type=int, default=None,
+                     help="android: audio sample rate in Hz (audio "
+                          "classifiers)."),
+        click.option("--model-info", multiple=True, metavar="KEY=VALUE",
+                     help="android: metadata name, description, version, "
+                          "author or license (repeatable)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -162,7 +180,7 @@ def main(quiet: bool = False, verbose: int = 0):
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
              checkpoint_dir, device, ram, flash, labels_path, normalization,
-             unsafe, strategy):
+             unsafe, strategy, **android):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -184,7 +202,8 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
                             checkpoint_dir=checkpoint_dir,
                             device=_device(device, ram, flash),
                             strategy=strategy,
-                            **_android_options(labels_path, normalization))
+                            **_android_options(labels_path, normalization,
+                                               **android))
     _finish(art)
 
 
@@ -200,7 +219,7 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
 @_target_options
 @_errors
 def convert(model, data_path, target, mode, out_dir, device, ram, flash,
-            labels_path, normalization, unsafe):
+            labels_path, normalization, unsafe, **android):
     """Convert MODEL (.keras, .h5, SavedModel dir) to a validated .tflite.
 
     \b
@@ -217,7 +236,7 @@ def convert(model, data_path, target, mode, out_dir, device, ram, flash,
     art = pipeline.convert_and_validate(
         keras_model, x, x, y, target=target, mode=mode, out_dir=out_dir,
         name=_stem(model), log=_log, device=_device(device, ram, flash),
-        **_android_options(labels_path, normalization))
+        **_android_options(labels_path, normalization, **android))
     _finish(art)
 
 
@@ -339,7 +358,8 @@ def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
             click.echo(f"{key:<26}{paths[key]}")
 
 
-def _android_options(labels_path, normalization) -> dict:
+def _android_options(labels_path, normalization, io=None, task=None,
+                     sample_rate=None, model_info=()) -> dict:
     labels = None
     if labels_path is not None:
         import os
@@ -356,7 +376,17 @@ def _android_options(labels_path, normalization) -> dict:
                 f"expected MEAN,STD such as 0.5,0.25, got {normalization!r}",
                 param_hint="--normalization") from None
         norm = {"mean": mean, "std": std}
-    return {"labels": labels, "normalization": norm}
+    about = {}
+    for item in model_info:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(
+                f"expected KEY=VALUE such as author=ACME, got {item!r}",
+                param_hint="--model-info")
+        about[key.strip()] = value
+    return {"labels": labels, "normalization": norm,
+            "android_options": {"io": io, "task": task,
+                                "sample_rate": sample_rate, "about": about}}
 
 
 def _stem(path: str) -> str:

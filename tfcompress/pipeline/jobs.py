@@ -35,11 +35,14 @@ def float_baseline(model, x_eval, y_eval) -> dict:
 
 
 def android_variants(art, model, x_calib, x_eval, y_eval, float_tflite,
-                     out_dir, *, labels=None, normalization=None, log=None):
+                     out_dir, *, labels=None, normalization=None, log=None,
+                     plan=None, reuse=False):
     """Write ``out_dir/android/`` (int8 + float16 variants with signatures,
     labels, normalization) and measure LiteRT latency of float32 vs int8 vs
     float16 side by side. Adds ``android``, ``latency`` and a float16 entry
-    in ``variants`` to the report."""
+    in ``variants`` to the report. With ``reuse`` (``art`` was converted
+    with the I/O of ``plan``, an Android plan), ``art`` becomes the int8
+    variant with its TFLite Metadata and packed labels."""
     import os
 
     from converters.targets import android
@@ -48,8 +51,13 @@ def android_variants(art, model, x_calib, x_eval, y_eval, float_tflite,
     from converters.runtimes import metrics as validate
     folder = os.path.join(out_dir, "android")
     _say(log, f"[{art.name}] writing Android variants to {folder}")
-    info = android.write_android(model, x_calib, folder, labels=labels,
-                                 normalization=normalization, name="model")
+    info = android.write_android(
+        model, x_calib, folder, labels=labels, normalization=normalization,
+        name="model", plan=plan, int8_tflite=art.tflite if reuse else None)
+    if reuse:
+        with open(os.path.join(folder, info["variants"]["int8"]["file"]),
+                  "rb") as f:
+            art.replace_tflite(f.read())
     art.report["android"] = {k: v for k, v in info.items() if k != "files"}
     art.report["android"]["files"] = [os.path.relpath(f, out_dir)
                                       for f in info["files"]]
@@ -74,19 +82,33 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                          name="model", float_model=None, stages=None,
                          layer_report=None, log=None, device=None,
                          labels=None, normalization=None, extra=None,
-                         android=None):
+                         android=None, android_options=None):
     """Convert ``model``, validate it on ``(x_eval, y_eval)``, save to
     ``out_dir``. ``float_model`` (default: ``model``) gives the float baseline
     for size and accuracy. ``android`` (default: ``target == "android"``)
-    also writes ``out_dir/android/`` and the latency comparison."""
+    also writes ``out_dir/android/`` and the latency comparison;
+    ``android_options`` (``io``, ``task``, ``sample_rate``, ``about``) shape
+    the Android artifact, checked before converting."""
     from converters import convert
     if not isinstance(model, str):  # a SavedModel path has no Keras weights
         datasets.check_weights(model)
     datasets.check_x(np.asarray(x_calib), "representative data")
     started = time.perf_counter()
+    if android is None:
+        android = target == "android" and mode == "int8"
+    plan = None
+    if android and not isinstance(model, str):
+        from converters.targets.android_plan import plan as android_plan
+        options = dict(android_options or {})
+        options["about"] = {"name": name, **(options.get("about") or {})}
+        plan = android_plan(model, x_calib, labels=labels,
+                            normalization=normalization, **options)
+    app_io = plan is not None and target == "android"
     _say(log, f"[{name}] converting ({target}, {mode}) with "
               f"{min(len(x_calib), 500)} calibration samples")
-    art = convert(model, x_calib, target=target, mode=mode, name=name)
+    art = convert(model, x_calib, target=target, mode=mode, name=name,
+                  io=plan.io if app_io else None,
+                  input_range=plan.input_range if app_io else None)
     art.device = device
     _say(log, f"[{name}] validating on {len(x_eval)} samples in LiteRT"
               + (" and TFLM (arena bisection)" if target == "micro" else ""))
@@ -113,12 +135,10 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
             art.report[key].update(value)
         else:
             art.report[key] = value
-    if android is None:
-        android = target == "android" and mode == "int8"
     if out_dir and android and not isinstance(model, str):
         android_variants(art, model, x_calib, x_eval, y_eval, float_tflite,
                          out_dir, labels=labels, normalization=normalization,
-                         log=log)
+                         log=log, plan=plan, reuse=app_io)
     if out_dir:
         art.save(out_dir)
         _say(log, f"[{name}] wrote {out_dir}")
@@ -127,7 +147,8 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
 
 def optimize(model, x, y, recipe, *, target="android", out_dir=None,
              name="model", holdout=datasets.HOLDOUT, log=None, device=None,
-             strategy=None, labels=None, normalization=None, **compress_kw):
+             strategy=None, labels=None, normalization=None,
+             android_options=None, **compress_kw):
     """Run ``recipe`` on ``model`` with ``(x, y)``, then convert and validate
     on a seeded ``holdout`` share of the data.
 
@@ -142,6 +163,10 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
         raise datasets.DataError("optimize needs labels: DATA.npz has no 'y'")
     datasets.check_for_model(x, y, model)
     datasets.check_weights(model)
+    if target == "android" and out_dir:  # bad Android options: before training
+        from converters.targets.android_plan import plan as android_plan
+        android_plan(model, x, labels=labels, normalization=normalization,
+                     **(android_options or {}))
     (x_tr, y_tr), (x_ho, y_ho) = datasets.split(x, y, holdout)
     started = time.perf_counter()
     _say(log, f"[{name}] recipe {rec.name}: "
@@ -161,6 +186,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
             name=name, float_model=model, stages=result.history,
             layer_report=result.report, log=log, device=device,
             labels=labels, normalization=normalization,
+            android_options=android_options,
             extra={"recipe": rec.to_dict(), "timings": {"train_s": train_s}})
 
 
