@@ -4,4 +4,5 @@ Modules:
     modes: ``convert_bytes`` per target and quantization mode (int8, float16,
         dynamic, int16x8, float32, int4), ``MODES``, ``TARGETS``.
     artifact: ``convert`` and ``Artifact`` (check, validate, save).
+    app_io: the I/O types app runtimes accept (uint8 images on the pixel grid).
 """

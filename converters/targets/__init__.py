@@ -6,4 +6,7 @@ Modules:
     budgets: microcontroller boards' flash and RAM, and whether a model fits.
     android: the Android artifact set (int8 and float16 variants, metadata).
     gpu: which ops the TFLite GPU delegate takes.
+    android_plan: the Android task, I/O type and options, checked up front.
+    android_metadata: standard TFLite Metadata per task (labels, normalization).
+    metadata_pack: the metadata buffer and the associated-files zip in a .tflite.
 """

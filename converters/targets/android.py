@@ -46,6 +46,7 @@ from converters.tflite import flatbuffer
 from converters.targets import gpu
 from converters.conversion.modes import convert_bytes
 from converters.errors import ConversionError
+from converters.targets.android_plan import normalization_spec  # noqa: F401
 from converters.targets import android_metadata, metadata_pack
 
 SIGNATURE = "serving_default"
@@ -55,62 +56,6 @@ FORMAT = "tfcompress.android/1"
 VARIANTS = {"int8": ("int8", "int8", "CPU (XNNPACK)"),
             "fp16": ("float16", "fp16", "GPU delegate")}
 
-Number = float | Sequence[float]
-
-
-def normalization_spec(normalization: dict | None) -> dict | None:
-    """Check ``normalization`` and give both of its forms.
-
-    Accepts ``{"mean": m, "std": s}`` (``x = (raw - mean) / std``) or
-    ``{"scale": a, "offset": b}`` (``x = raw * scale + offset``); each value
-    a number or one number per channel (the last input axis).
-
-    Returns:
-        ``{"mean", "std", "scale", "offset", "formula"}`` as lists, or None.
-    """
-    if normalization is None:
-        return None
-    keys = set(normalization)
-    if keys == {"mean", "std"}:
-        mean, std = _pair(normalization, "mean", "std", nonzero="std")
-        scale = [1.0 / s for s in std]
-        offset = [-m / s for m, s in zip(mean, std)]
-    elif keys == {"scale", "offset"}:
-        scale, offset = _pair(normalization, "scale", "offset",
-                              nonzero="scale")
-        std = [1.0 / s for s in scale]
-        mean = [-o / s for o, s in zip(offset, scale)]
-    else:
-        raise ValueError(
-            f"normalization keys {sorted(keys)} not understood: pass "
-            "{'mean': m, 'std': s} or {'scale': a, 'offset': b}")
-    return {"mean": mean, "std": std, "scale": scale, "offset": offset,
-            "formula": "x = (raw - mean) / std = raw * scale + offset"}
-
-
-def _pair(normalization: dict, first: str, second: str, *,
-          nonzero: str) -> tuple:
-    """The ``first`` and ``second`` value lists broadcast to one length;
-    ``nonzero`` (the std or the scale) must have no zero."""
-    values = {first: _floats(normalization[first], first),
-              second: _floats(normalization[second], second)}
-    if any(v == 0 for v in values[nonzero]):
-        raise ValueError(f"normalization {nonzero} {values[nonzero]} has a "
-                         f"zero: pass non-zero per-channel {nonzero} values")
-    a, b = values[first], values[second]
-    if len(a) != len(b) and 1 not in (len(a), len(b)):
-        raise ValueError(f"normalization {first} has {len(a)} values and "
-                         f"{second} {len(b)}; pass one or one per channel")
-    n = max(len(a), len(b))
-    return a * (n // len(a)), b * (n // len(b))
-
-
-def _floats(value: Number, what: str) -> list[float]:
-    array = np.atleast_1d(np.asarray(value, dtype=np.float64))
-    if array.ndim != 1 or not array.size or not np.all(np.isfinite(array)):
-        raise ValueError(f"normalization {what} must be a finite number or a "
-                         f"list of them, got {value!r}")
-    return [float(v) for v in array]
 
 
 def keras_io_names(model) -> tuple:
@@ -173,26 +118,6 @@ def embed_metadata(tflite: bytes, name: str, data: bytes) -> bytes:
         entry.buffer = len(model.buffers) - 1
         model.metadata.append(entry)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def _labels(labels: Sequence[str] | None, model) -> list | None:
-    if labels is None:
-        return None
-    if isinstance(labels, str) or not all(isinstance(l, str) for l in labels):
-        raise ValueError("labels must be a list of strings, one per class")
-    labels = list(labels)
-    bad = [l for l in labels if not l.strip() or "\n" in l or "\r" in l]
-    if bad:
-        raise ValueError(f"label {bad[0]!r} is empty or spans lines; labels "
-                         "go one a line into labels.txt")
-    if len(model.outputs) == 1:
-        shape = tuple(model.outputs[0].shape)
-        classes = int(shape[-1]) if shape and shape[-1] is not None else None
-        if classes is not None and len(labels) != classes:
-            raise ValueError(
-                f"{len(labels)} labels for output {model.output_names[0]!r} "
-                f"with {classes} classes; pass one label per class")
-    return labels
 
 
 def write_android(keras_model, representative_data: np.ndarray,

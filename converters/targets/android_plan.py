@@ -16,15 +16,93 @@ the uint8 input tensor gets ``scale = 1 / std``, ``zero_point = mean``.
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from converters.conversion.app_io import IO_TYPES, input_quantization
 from converters.targets import android_metadata as meta
 
+Number = Union[float, Sequence[float]]
+
 #: data below this maximum is normalized, not raw pixels 0..255
 _PIXEL_MAX_FLOOR = 1.5
+
+
+# -- the user's options -------------------------------------------------
+def normalization_spec(normalization: dict | None) -> dict | None:
+    """Check ``normalization`` and give both of its forms.
+
+    Accepts ``{"mean": m, "std": s}`` (``x = (raw - mean) / std``) or
+    ``{"scale": a, "offset": b}`` (``x = raw * scale + offset``); each value
+    a number or one number per channel (the last input axis).
+
+    Returns:
+        ``{"mean", "std", "scale", "offset", "formula"}`` as lists, or None.
+    """
+    if normalization is None:
+        return None
+    keys = set(normalization)
+    if keys == {"mean", "std"}:
+        mean, std = _pair(normalization, "mean", "std", nonzero="std")
+        scale = [1.0 / s for s in std]
+        offset = [-m / s for m, s in zip(mean, std)]
+    elif keys == {"scale", "offset"}:
+        scale, offset = _pair(normalization, "scale", "offset",
+                              nonzero="scale")
+        std = [1.0 / s for s in scale]
+        mean = [-o / s for o, s in zip(offset, scale)]
+    else:
+        raise ValueError(
+            f"normalization keys {sorted(keys)} not understood: pass "
+            "{'mean': m, 'std': s} or {'scale': a, 'offset': b}")
+    return {"mean": mean, "std": std, "scale": scale, "offset": offset,
+            "formula": "x = (raw - mean) / std = raw * scale + offset"}
+
+
+def _pair(normalization: dict, first: str, second: str, *,
+          nonzero: str) -> tuple:
+    """The ``first`` and ``second`` value lists broadcast to one length;
+    ``nonzero`` (the std or the scale) must have no zero."""
+    values = {first: _floats(normalization[first], first),
+              second: _floats(normalization[second], second)}
+    if any(v == 0 for v in values[nonzero]):
+        raise ValueError(f"normalization {nonzero} {values[nonzero]} has a "
+                         f"zero: pass non-zero per-channel {nonzero} values")
+    a, b = values[first], values[second]
+    if len(a) != len(b) and 1 not in (len(a), len(b)):
+        raise ValueError(f"normalization {first} has {len(a)} values and "
+                         f"{second} {len(b)}; pass one or one per channel")
+    n = max(len(a), len(b))
+    return a * (n // len(a)), b * (n // len(b))
+
+
+def _floats(value: Number, what: str) -> list[float]:
+    array = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if array.ndim != 1 or not array.size or not np.all(np.isfinite(array)):
+        raise ValueError(f"normalization {what} must be a finite number or a "
+                         f"list of them, got {value!r}")
+    return [float(v) for v in array]
+
+
+def _labels(labels: Sequence[str] | None, model) -> list | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str) or not all(isinstance(l, str) for l in labels):
+        raise ValueError("labels must be a list of strings, one per class")
+    labels = list(labels)
+    bad = [l for l in labels if not l.strip() or "\n" in l or "\r" in l]
+    if bad:
+        raise ValueError(f"label {bad[0]!r} is empty or spans lines; labels "
+                         "go one a line into labels.txt")
+    if len(model.outputs) == 1:
+        shape = tuple(model.outputs[0].shape)
+        classes = int(shape[-1]) if shape and shape[-1] is not None else None
+        if classes is not None and len(labels) != classes:
+            raise ValueError(
+                f"{len(labels)} labels for output {model.output_names[0]!r} "
+                f"with {classes} classes; pass one label per class")
+    return labels
 
 
 @dataclasses.dataclass
@@ -96,9 +174,8 @@ def plan(keras_model, x: np.ndarray, *, labels: Optional[Sequence[str]] = None,
     Raises:
         ValueError: an option does not fit the model (one line).
     """
-    from converters.targets import android
-    norm = android.normalization_spec(normalization)
-    labels = android._labels(labels, keras_model)
+    norm = normalization_spec(normalization)
+    labels = _labels(labels, keras_model)
     about_md = meta.About.from_dict(about)
     ins, outs = keras_specs(keras_model)
     shapes = _Shapes(ins, outs)
@@ -153,7 +230,6 @@ def plan(keras_model, x: np.ndarray, *, labels: Optional[Sequence[str]] = None,
 
 def _identity_if_pixels(x: np.ndarray, inp: TensorSpec) -> dict:
     """Normalization ``(0, 1)`` when ``x`` holds raw pixels; else raise."""
-    from converters.targets import android
     if not _raw_pixels(x):
         data = np.asarray(x, np.float32)
         low, high = (float(data.min()), float(data.max())) if data.size \
@@ -163,7 +239,7 @@ def _identity_if_pixels(x: np.ndarray, inp: TensorSpec) -> dict:
             f"{high:.3g}] (data x), not raw pixels 0..255: pass "
             "--normalization MEAN,STD that maps pixels to them (e.g. 0,255 "
             "for pixel / 255, 127.5,127.5 for [-1, 1])")
-    return android.normalization_spec({"mean": 0.0, "std": 1.0})
+    return normalization_spec({"mean": 0.0, "std": 1.0})
 
 
 def _check_pixel_range(x: np.ndarray, inp: TensorSpec, mean: float,
