@@ -15,9 +15,12 @@ Commands::
         from stdin, forks a child that probes it (so a crash kills only
         that child; SIGALRM after TIMEOUT seconds ends a hang) and answers
         one line with the child's exit status (0 ok, 3 refused, -N signal).
-    run MODEL ARENA N_INPUTS N_OUTPUTS IN.npz OUT.npz
+    run MODEL ARENA N_INPUTS N_OUTPUTS IN.npz OUT.npz [--sequences]
         IN.npz holds in_0..in_{N_INPUTS-1}, each [N, ...]; one invoke per
         sample; OUT.npz receives out_0..out_{N_OUTPUTS-1}, each [N, ...].
+        With --sequences (stateful models) each is [S, T, ...]: one invoke
+        per step, and the interpreter's reset() (state back to what Init and
+        Prepare left, as on power-up) between sequences.
 
 Exit status: 0 success, 3 TFLM refused (message on stderr after
 ``micro-worker:``), 2 bad usage.
@@ -55,22 +58,31 @@ def _serve(model_path: str, n_inputs: int, timeout: int) -> None:
 
 
 def _run(model_path: str, arena: int, n_inputs: int, n_outputs: int,
-         in_path: str, out_path: str) -> None:
+         in_path: str, out_path: str, sequences: bool = False) -> None:
     interp = _interpreter(model_path, arena)
     with np.load(in_path) as data:
         xs = [data[f"in_{k}"] for k in range(n_inputs)]
+    if not sequences:
+        xs = [x[None] for x in xs]  # one sequence; no state to reset
     details = [interp.get_input_details(k) for k in range(n_inputs)]
     outs = [[] for _ in range(n_outputs)]
-    for i in range(xs[0].shape[0]):
-        for k, (x, d) in enumerate(zip(xs, details)):
-            interp.set_input(
-                np.ascontiguousarray(x[i].reshape(d["shape"]), d["dtype"]), k)
-        interp.invoke()
+    for s in range(xs[0].shape[0]):
+        if s:
+            interp.reset()
+        steps = [[] for _ in range(n_outputs)]
+        for i in range(xs[0].shape[1]):
+            for k, (x, d) in enumerate(zip(xs, details)):
+                interp.set_input(np.ascontiguousarray(
+                    x[s, i].reshape(d["shape"]), d["dtype"]), k)
+            interp.invoke()
+            for k in range(n_outputs):
+                y = np.array(interp.get_output(k), copy=True)
+                steps[k].append(y.reshape(y.shape[1:]) if y.ndim > 1 and
+                                y.shape[0] == 1 else y)
         for k in range(n_outputs):
-            y = np.array(interp.get_output(k), copy=True)
-            outs[k].append(y.reshape(y.shape[1:]) if y.ndim > 1 and
-                           y.shape[0] == 1 else y)
-    np.savez(out_path, **{f"out_{k}": np.stack(o) for k, o in enumerate(outs)})
+            outs[k].append(np.stack(steps[k]))
+    np.savez(out_path, **{f"out_{k}": np.stack(o) if sequences else o[0]
+                          for k, o in enumerate(outs)})
 
 
 def main(argv) -> int:
@@ -82,7 +94,7 @@ def main(argv) -> int:
             _serve(argv[1], int(argv[2]), int(argv[3]))
         elif cmd == "run":
             _run(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5],
-                 argv[6])
+                 argv[6], "--sequences" in argv)
         else:
             raise IndexError(cmd)
     except (IndexError, ValueError) as exc:
