@@ -4,7 +4,6 @@ uint8 output, a segmentation net, a low-margin classifier, a constant model
 and a two-output model."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -243,8 +242,20 @@ def test_two_outputs_judged_by_name():
     report = art.validate(x, require=False, reference=drifted,
                           tolerances={"cls": 0.05})
     outs = report["validation"]["litert"]["outputs"]
-    assert outs["cls"]["passed"] and outs["cls"]["threshold"] == 0.05
+    low = outs["cls"]["details"]["low_margin_share"]
+    assert outs["cls"]["passed"]
+    assert outs["cls"]["threshold"] == pytest.approx(1 - low - 0.05)
     assert outs["val"]["metric"] == "relative_error"
     assert not outs["val"]["passed"]
     assert [f.split(":")[0] for f in report["validation"]["failures"]] == [
         "LiteRT output val"]
+
+
+def test_targets_shaped_like_the_output_are_not_class_ids():
+    from tfcompress.pipeline.data import DataError, check_for_model
+    inp = keras.Input((6,))
+    model = keras.Model(inp, keras.layers.Dense(6)(inp))
+    x = np.zeros((10, 6), np.float32)
+    check_for_model(x, np.full((10, 6), 0.5, np.float32), model)
+    with pytest.raises(DataError, match="labels in"):
+        check_for_model(x, np.full(10, 7), model)

@@ -93,6 +93,8 @@ def test_labels_without_reference_need_min_accuracy_or_beat_chance():
     assert v.details["accuracy"] < 0.06 and "--min-accuracy" in v.why
     right = np.eye(10)[y]
     assert _one(right, "classification", labels=y).passed
+    assert _one(right, "classification", labels=right).details[
+        "accuracy"] == 1.0  # one-hot labels
     v = _one(right * 0.5 + wrong, "classification", labels=y,
              min_accuracy=0.99)
     assert v.metric == "accuracy" and v.threshold == 0.99 and not v.passed

@@ -70,6 +70,9 @@ def judge_one(name: str, out: np.ndarray, *, task: str, task_source: str = "",
     elif constant(out):
         return _constant_verdict(name, task, task_source, out, "model")
     if task in _CATEGORICAL:
+        if labels is not None and task != "binary" and out.shape[-1] > 1 \
+                and np.shape(labels) == out.shape:  # one-hot labels
+            labels = np.asarray(labels).argmax(-1)
         logits = _logits(task, reference if reference is not None else out)
         pred, _ = categorical.decisions(task, out, logits=logits)
         ref = margin = None

@@ -44,11 +44,12 @@ def error_stats(out: np.ndarray, ref: np.ndarray) -> dict:
         "mean_abs_error": float(err.mean()) if err.size else 0.0,
         f"p{PERCENTILE:g}_abs_error": p,
         "relative_error": p / span if span > 0 else (0.0 if p == 0 else
-                                                     float("inf")),
+                                                     1.0),
         "max_relative_error": (float(err.max()) / span if span > 0 else 0.0)
         if err.size else 0.0,
-        "snr_db": (10 * np.log10(signal / noise) if noise > 0 else
-                   float("inf")) if signal > 0 else None,
+        # None when there is no noise (identical) or no signal
+        "snr_db": float(10 * np.log10(signal / noise))
+        if noise > 0 and signal > 0 else None,
         "cosine_mean": float(np.mean(cos)) if cos.size else 1.0,
         "cosine_min": float(np.min(cos)) if cos.size else 1.0,
     }
@@ -130,5 +131,4 @@ def judge(task: str, out: np.ndarray, *, ref: np.ndarray | None,
              f"{against_name} is {rel:.4f} of its output range "
              f"({details['range']:.4g}), at most {tol} allowed; max "
              f"{details['max_relative_error']:.4f} of range"
-             + (f", SNR {snr:.1f} dB" if snr not in (None, float("inf"))
-                else "")))
+             + (f", SNR {snr:.1f} dB" if snr is not None else "")))
