@@ -100,15 +100,17 @@ class _Streamer(tf.Module):
         return tf.nn.softmax(tf.reshape(new, [1, 24]) @ self.w * 0.5)
 
 
-def _streaming_tflite():
+def _streaming_tflite(quantize=True):
     module = _Streamer()
     fn = module.__call__.get_concrete_function()
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], module)
+    conv.experimental_enable_resource_variables = True
+    if not quantize:
+        return conv.convert()
     rng = np.random.default_rng(4)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: (
         [rng.normal(size=(1, 8)).astype(np.float32)] for _ in range(64))
-    conv.experimental_enable_resource_variables = True
     conv._experimental_variable_quantization = True
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
@@ -135,6 +137,14 @@ def test_streaming_resource_variable_model_validates_on_micro(tmp_path):
                                     "micro"])
     assert res.exit_code == 0, res.output
     assert "tflm output_0" in res.output and "vs LiteRT" in res.output
+    # the float streaming model as reference, run over the same sequences
+    ref_path = tmp_path / "float.tflite"
+    ref_path.write_bytes(_streaming_tflite(quantize=False))
+    res = CliRunner().invoke(main, ["validate", str(path), "--data",
+                                    str(tmp_path / "s.npz"), "--reference",
+                                    str(ref_path)])
+    assert res.exit_code == 0, res.output
+    assert "agreement" in res.output and "vs float model" in res.output
 
     feeds = Feeds.of(info)
     assert feeds.stateful
