@@ -129,7 +129,7 @@ def judge(task: str, pred: np.ndarray, *, ref: np.ndarray | None,
     threshold = max(0.0, 1.0 - low_share - tolerance)
     return dict(metric="agreement", value=agreement, threshold=threshold,
                 higher_is_better=True, against=against_name, details=details,
-                why=(f"no labels: top-1 agreement with the {against_name} "
+                why=(f"no labels: top-1 agreement with {_the(against_name)} "
                      f"{agreement:.4f} must reach 1 - {tolerance} - the "
                      f"share of {unit} whose {against_name} margin is under "
                      f"{margin_band:.3g} ({low_share:.4f}), i.e. "
@@ -138,3 +138,8 @@ def judge(task: str, pred: np.ndarray, *, ref: np.ndarray | None,
 
 def _key(name: str) -> str:
     return name.replace(" model", "").replace(" ", "_").lower()
+
+
+def _the(name: str) -> str:
+    """``"the float model"``, but ``"LiteRT"``."""
+    return f"the {name}" if name.endswith("model") else name

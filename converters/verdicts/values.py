@@ -92,7 +92,7 @@ def judge(task: str, out: np.ndarray, *, ref: np.ndarray | None,
                 why=(f"targets y given: mean absolute error {mine['mae']:.4g}"
                      f" vs {against_name} {theirs['mae']:.4g}; the growth "
                      f"({growth:+.4f} of the range of y, {y_span:.4g}) may "
-                     f"be at most {tol}; error vs the {against_name} "
+                     f"be at most {tol}; error vs {_the(against_name)} "
                      f"{details['relative_error']:.4f} of its range beside"))
         var = float(np.var(np.asarray(y, np.float64)))
         r2 = 1.0 - mine["mse"] / var if var > 0 else float("-inf")
@@ -119,7 +119,7 @@ def judge(task: str, out: np.ndarray, *, ref: np.ndarray | None,
         return dict(
             metric="cosine_similarity", value=cos, threshold=1.0 - tol,
             higher_is_better=True, against=against_name, details=details,
-            why=(f"embedding: mean cosine similarity with the {against_name} "
+            why=(f"embedding: mean cosine similarity with {_the(against_name)} "
                  f"{cos:.5f} must reach {1.0 - tol:.4f} (worst sample "
                  f"{details['cosine_min']:.4f})"))
     rel = details["relative_error"]
@@ -127,8 +127,13 @@ def judge(task: str, out: np.ndarray, *, ref: np.ndarray | None,
     return dict(
         metric="relative_error", value=rel, threshold=tol,
         higher_is_better=False, against=against_name, details=details,
-        why=(f"{task}: the {PERCENTILE:g}th-percentile absolute error vs the "
-             f"{against_name} is {rel:.4f} of its output range "
+        why=(f"{task}: the {PERCENTILE:g}th-percentile absolute error vs "
+             f"{_the(against_name)} is {rel:.4f} of its output range "
              f"({details['range']:.4g}), at most {tol} allowed; max "
              f"{details['max_relative_error']:.4f} of range"
              + (f", SNR {snr:.1f} dB" if snr is not None else "")))
+
+
+def _the(name: str) -> str:
+    """``"the float model"``, but ``"LiteRT"``."""
+    return f"the {name}" if name.endswith("model") else name
