@@ -149,7 +149,10 @@ def test_valid_seed_models_pass_inspect_and_validate(seeds):
         with open(path, "wb") as f:
             f.write(tflite)
         assert runner.invoke(main, ["inspect", path]).exit_code == 0
-        result = runner.invoke(main, ["validate", path, "--data", data])
+        # untrained seeds with random labels: no accuracy bar (without
+        # one, labels and no reference mean "beat chance")
+        result = runner.invoke(main, ["validate", path, "--data", data,
+                                      "--min-accuracy", "0"])
         assert result.exit_code == 0, result.output
         assert "validation       passed" in result.output
 

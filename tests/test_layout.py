@@ -37,8 +37,12 @@ def _imports(name: str, path: pathlib.Path) -> set:
             if node.level:
                 up = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(up + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)
+            # ``from pkg import submodule`` depends on the submodule (a
+            # package's own __init__ running first is no dependency edge)
+            subs = {f"{base}.{a.name}" for a in node.names} & set(MODULES)
+            found.update(subs)
+            if len(subs) < len(node.names):
+                found.add(base)
     return {m for m in found if m in MODULES and m != name}
 
 

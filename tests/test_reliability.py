@@ -168,8 +168,13 @@ def test_bench_and_validate_run_in_the_sandbox(dense):
     result = pipeline.bench_file(dense["path"], threads=(1,), runs=3,
                                  warmup=1)
     assert result["threads"][1]["median_ms"] > 0
-    art = pipeline.validate_file(dense["path"], dense["x"], dense["y"])
+    art = pipeline.validate_file(dense["path"], dense["x"], dense["y"],
+                                 judging={"min_accuracy": 0.0})
     assert art.passed and art.report["validation"]["litert"]["samples"] == 32
+    # an untrained model on random labels, no reference: judged vs chance
+    art = pipeline.validate_file(dense["path"], dense["x"], dense["y"])
+    (verdict,) = art.report["validation"]["litert"]["outputs"].values()
+    assert verdict["against"] == "chance" and not art.passed
 
 
 # -- untrusted Keras files ---------------------------------------------------

@@ -16,8 +16,6 @@ from typing import List, Optional
 import numpy as np
 
 from converters.tflite import flatbuffer
-from converters.runtimes import litert
-from converters.runtimes import metrics
 from converters.conversion.modes import TARGETS, convert_bytes
 from converters.errors import ConversionError, ValidationError
 
@@ -41,6 +39,9 @@ class Artifact:
         self.extra_files: dict = {}
         self.device = None  # micro: a budgets profile name or {ram, flash}
         self.io = "int8"  # int8 mode: the I/O type (android: uint8, float32)
+        #: conversion contract: int8 models have ``io`` I/O (a user's own
+        #: .tflite may have uint8 / int16 / float I/O: set False)
+        self.int8_io = True
 
     # -- checks ----------------------------------------------------------
     def _describe(self) -> dict:
@@ -65,7 +66,8 @@ class Artifact:
             bad = flatbuffer.float_ops(self.info)
             io = [t for t in self.info.input_details + self.info.output_details
                   if t.dtype != self.io.upper() and not (
-                      self.target == "android" and t.dtype == "INT32")]
+                      self.target == "android" and t.dtype == "INT32")
+                  ] if self.int8_io else []
             if bad:
                 raise ConversionError(
                     f"{self.name}: int8 model computes on float tensors in "
@@ -104,45 +106,47 @@ class Artifact:
             bytes_with_names=named)
 
     # -- validation -------------------------------------------------------
-    def validate(self, x: np.ndarray, y: Optional[np.ndarray] = None, *,
-                 require: bool = True) -> dict:
-        """Run in LiteRT (and TFLM for micro), compare with the float model.
+    def validate(self, x, y=None, *, require: bool = True, reference=None,
+                 tasks=None, tolerances=None,
+                 min_accuracy: Optional[float] = None, specs=None) -> dict:
+        """Run in LiteRT (and TFLM for micro); judge each output by its task
+        (:mod:`converters.runtimes.validation`).
 
-        Returns the report; with ``require`` a failed check raises
-        :class:`ValidationError` after the report is filled in.
+        Args:
+            x: inputs (one array, a list, or a dict by input name).
+            y: labels or targets (one array, or ``{output name: y}``).
+            require: raise :class:`ValidationError` (after the report is
+                filled in) when a check fails.
+            reference: the float model; default: the model converted.
+            tasks: ``--task``: a task for every output or ``{name: task}``.
+            tolerances: ``--tolerance``: a value or ``{name: value}``.
+            min_accuracy: classifiers without a float reference.
+            specs: :class:`converters.verdicts.OutputSpec` per output of
+                the float model (its loss and activations), when
+                ``reference`` is given as outputs.
+
+        Returns:
+            The report.
         """
+        from converters.runtimes import validation
+        from converters.verdicts import hints
         self.check()
-        started = time.perf_counter()
-        run = litert.run(self.tflite, x)
-        reference = None
-        if self.keras_model is not None:
-            reference = np.asarray(self.keras_model.predict(
-                np.asarray(x, np.float32), verbose=0, batch_size=256))
-            self.report["keras"] = metrics.compare(reference, None, y)
-        lite = metrics.compare(run.outputs, reference, y)
-        lite["seconds"] = round(time.perf_counter() - started, 3)
-        lite["passed"] = metrics.passed(lite)
-        self.report["validation"]["litert"] = lite
-        failures = [] if lite["passed"] else [
-            f"LiteRT agreement {lite['agreement']:.3f} < "
-            f"{metrics.MIN_AGREEMENT}"]
+        reference = self.keras_model if reference is None else reference
+        if specs is None and getattr(reference, "outputs", None) is not None:
+            specs = hints.specs_from_keras(reference)
+        result = validation.validate(
+            self.tflite, x, y, info=self.info, target=self.target,
+            reference=reference, keras_specs=specs, tasks=tasks,
+            tolerances=tolerances, min_accuracy=min_accuracy)
+        self.report["validation"].update(result.report)
+        if result.keras:
+            self.report["keras"] = result.keras
+        failures = list(result.failures)
         if self.target == "micro":
-            from converters.runtimes import tflm
-            # Compare with LiteRT's kernels that round as TFLM does (XNNPACK
-            # may differ by an LSB or more; its difference is reported).
-            ref = litert.run(self.tflite, x, reference_kernels=True)
-            micro_report = tflm.validate(self.tflite, ref.raw_inputs,
-                                          ref.raw_outputs)
-            micro_report["xnnpack_max_abs_lsb"] = int(np.max(np.abs(
-                ref.raw_outputs.astype(np.int32)
-                - run.raw_outputs.astype(np.int32)))) if len(x) else 0
-            self.report["validation"]["micro"] = micro_report
-            if not micro_report["passed"]:
-                failures.append("TFLM output differs from LiteRT: "
-                                f"{micro_report.get('reason', micro_report)}")
-            failures += self._validate_lut(ref)
+            failures += self._validate_lut(result)
             self._fit_budgets()
         self.report["validation"]["passed"] = not failures
+        self.report["validation"]["failures"] = failures
         if failures and require:
             raise ValidationError(f"{self.name}: " + "; ".join(failures))
         return self.report
@@ -165,7 +169,8 @@ class Artifact:
         if small is None:
             return []
         try:
-            check = tflm.validate(small, ref.raw_inputs, ref.raw_outputs)
+            check = tflm.validate(small, ref.raw_inputs, ref.raw_reference,
+                                  sequences=ref.feeds.stateful)
         except micro.MicroError as exc:
             raise lut.not_runnable(exc) from None
         summary.update(agreement=check["agreement"],

@@ -63,6 +63,7 @@ def markdown(report: dict, images: dict) -> str:
     for key, value in rows:
         if value not in (None, "None / None"):
             lines.append(f"| {key} | {_fmt(value) if not isinstance(value, str) else value} |")
+    lines += verdict_lines(val)
     if report.get("variants"):
         lines += ["", "## Variants", "", "| variant | bytes | accuracy |",
                   "|---|---|---|"]
@@ -123,6 +124,28 @@ def markdown(report: dict, images: dict) -> str:
         for key, name in images.items():
             lines.append(f"![{key}]({name})")
     return "\n".join(lines) + "\n"
+
+
+def verdict_lines(val: dict) -> list:
+    """The per-output verdict table: which metric decided, its threshold,
+    value and why (:mod:`converters.verdicts`)."""
+    rows = []
+    for runtime, label in (("litert", "LiteRT"), ("micro", "TFLM")):
+        for name, v in (val.get(runtime, {}).get("outputs") or {}).items():
+            op = ">=" if v.get("higher_is_better") else "<="
+            rule = "–" if v.get("metric") is None else (
+                f"{v['metric']} {_fmt(v['value'])} {op} "
+                f"{_fmt(v['threshold'])}")
+            why = v.get("why", "").replace("|", "/")
+            rows.append(f"| {label} | {name} | {v['task']} "
+                        f"({v.get('task_source', '')}) | {v['against']} | "
+                        f"{rule} | {'passed' if v['passed'] else 'FAILED'} "
+                        f"| {why} |")
+    if not rows:
+        return []
+    return ["", "## Verdict per output", "",
+            "| runtime | output | task (from) | against | rule | result "
+            "| why |", "|---|---|---|---|---|---|---|"] + rows
 
 
 def write(report: dict, out_dir: str) -> dict:

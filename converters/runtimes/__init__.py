@@ -5,7 +5,11 @@ Modules:
     sandbox: run a function on a user's file in a child process.
     litert: run a .tflite in the LiteRT interpreter (Android's CPU runtime).
     latency: LiteRT latency (XNNPACK) per mode and thread count.
-    metrics: compare a converted model's outputs with the float model.
+    metrics: compare a converted model's outputs with the float model
+        (first output, legacy keys; verdicts live in converters.verdicts).
+    feeds: a model's I/O tensors: names, quantizing data, streaming state.
+    reference: the float reference's outputs, matched to the model's.
+    validation: run in LiteRT (and TFLM), judge every output by its task.
     tflm: run a .tflite in TensorFlow Lite Micro; arena bisection; validation.
     tflm_arena: the smallest arena a model runs with, by bisection in TFLM.
     tflm_worker: the child process that hosts the TFLM interpreter.

@@ -89,3 +89,53 @@ def run(tflite: bytes, x: np.ndarray, *, num_threads: int = 1,
             p.update()
     raw = np.stack(raws) if raws else np.zeros((0,) + tuple(out["shape"][1:]))
     return RunResult(dequantize(raw, out), raw, xq)
+
+
+def run_feeds(tflite: bytes, xs: list[np.ndarray], *, stateful: bool = False,
+              num_threads: int = 1, reference_kernels: bool = False
+              ) -> list[np.ndarray]:
+    """Raw outputs (the tensors' own dtypes) of any model, one per output.
+
+    ``xs`` holds one array per input, already in the input tensors' dtypes
+    (:meth:`converters.runtimes.feeds.Feeds.prepare`): ``[N, ...]``, one
+    invoke per sample, or for a stateful (streaming) model ``[S, T, ...]``:
+    one invoke per step, and a fresh interpreter per sequence, so that its
+    state (resource variables, initialized by ``CALL_ONCE``) starts over.
+    """
+    def fresh():
+        interp = interpreter(tflite, num_threads,
+                             reference_kernels=reference_kernels)
+        return (interp, interp.get_input_details(),
+                interp.get_output_details())
+
+    interp, ins, outs = fresh()
+    if len(xs) != len(ins):
+        raise ValueError(f"the model has {len(ins)} inputs but {len(xs)} "
+                         f"array(s) were given")
+
+    def step(interp, ins, outs, rows):
+        for d, row in zip(ins, rows):
+            interp.set_tensor(d["index"], np.ascontiguousarray(
+                row.reshape(d["shape"]), d["dtype"]))
+        interp.invoke()
+        return [interp.get_tensor(d["index"]).copy() for d in outs]
+
+    def squeeze(a: np.ndarray, d: dict) -> np.ndarray:
+        return a.reshape(tuple(d["shape"][1:])) if len(d["shape"]) > 1 and \
+            d["shape"][0] == 1 else a
+
+    if not stateful:
+        rows = [step(interp, ins, outs, [x[i] for x in xs])
+                for i in range(len(xs[0]))]
+        return [np.stack([squeeze(r[k], d) for r in rows])
+                for k, d in enumerate(outs)]
+    sequences = []
+    for s in range(len(xs[0])):
+        if s:
+            interp, ins, outs = fresh()
+        steps = [step(interp, ins, outs, [x[s, t] for x in xs])
+                 for t in range(xs[0].shape[1])]
+        sequences.append([np.stack([squeeze(r[k], d) for r in steps])
+                          for k, d in enumerate(outs)])
+    return [np.stack([seq[k] for seq in sequences])
+            for k in range(len(outs))]

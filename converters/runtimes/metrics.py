@@ -34,8 +34,9 @@ def compare(outputs: np.ndarray, reference: Optional[np.ndarray] = None,
         if reference is not None:
             ref = reference.reshape(len(reference), -1).argmax(-1)
             out["agreement"] = float(np.mean(pred == ref))
-        if y is not None:
-            out["accuracy"] = float(np.mean(pred == np.asarray(y).reshape(-1)))
+        labels = None if y is None else np.asarray(y).reshape(-1)
+        if labels is not None and labels.size == pred.size:  # not targets
+            out["accuracy"] = float(np.mean(pred == labels))
     else:
         if reference is not None:
             ref = reference.reshape(len(reference), -1)

@@ -64,13 +64,15 @@ def _as_list(values, n: int, what: str) -> list[np.ndarray]:
 
 
 def _run_in_child(path: str, arena: int, xs: list[np.ndarray], n_out: int,
-                  timeout: float) -> list[np.ndarray]:
+                  timeout: float, sequences: bool = False
+                  ) -> list[np.ndarray]:
     tmp = os.path.dirname(path)
     in_path, out_path = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
     np.savez(in_path, **{f"in_{k}": x for k, x in enumerate(xs)})
     with progress.relay():
         code, err = _call_worker(
-            ["run", path, arena, len(xs), n_out, in_path, out_path], timeout)
+            ["run", path, arena, len(xs), n_out, in_path, out_path]
+            + (["--sequences"] if sequences else []), timeout)
     if code != 0:
         raise MicroError(f"TFLM run with a {arena}-byte arena failed: "
                          f"{_describe_exit(code, err)}")
@@ -78,7 +80,11 @@ def _run_in_child(path: str, arena: int, xs: list[np.ndarray], n_out: int,
         return [out[f"out_{k}"] for k in range(n_out)]
 
 
-def _check_inputs(info: ModelInfo, xs: list[np.ndarray]) -> int:
+def _check_inputs(info: ModelInfo, xs: list[np.ndarray],
+                  sequences: bool = False) -> int:
+    if sequences:  # [S, T, ...]: checked as S*T samples
+        return _check_inputs(info, [x.reshape((-1,) + x.shape[2:])
+                                    for x in xs]) and xs[0].shape[0]
     n = None
     for k, (t, x) in enumerate(zip(info.input_details, xs)):
         want = _NP_DTYPES.get(t.dtype)
@@ -105,8 +111,13 @@ def _check_inputs(info: ModelInfo, xs: list[np.ndarray]) -> int:
 
 
 def run(tflite: bytes, inputs, *, arena_size: int | None = None,
-        timeout: float = 120.0) -> list[np.ndarray]:
+        timeout: float = 120.0, sequences: bool = False
+        ) -> list[np.ndarray]:
     """Run ``inputs`` (``[N, ...]`` each, one invoke per sample) in TFLM.
+
+    With ``sequences`` (a stateful model) each input is ``[S, T, ...]``:
+    one invoke per step, the interpreter reset between sequences, and each
+    output ``[S, T, ...]``.
 
     Args:
         tflite: the model.
@@ -121,7 +132,7 @@ def run(tflite: bytes, inputs, *, arena_size: int | None = None,
     """
     info = flatbuffer.read(tflite)
     xs = _as_list(inputs, len(info.inputs), "input")
-    _check_inputs(info, xs)
+    _check_inputs(info, xs, sequences)
     with tempfile.TemporaryDirectory(prefix="tfc-micro-") as tmp:
         path = os.path.join(tmp, "model.tflite")
         with open(path, "wb") as f:
@@ -130,7 +141,7 @@ def run(tflite: bytes, inputs, *, arena_size: int | None = None,
             arena_min = _find_arena(path, len(xs), timeout)
             arena_size = arena_min + arena_margin(arena_min)
         return _run_in_child(path, int(arena_size), xs, len(info.outputs),
-                             timeout)
+                             timeout, sequences)
 
 
 # ------------------------------------------------------------- validate ---
@@ -184,7 +195,8 @@ def _compare(info: ModelInfo, got: list[np.ndarray], ref: list[np.ndarray],
 
 def validate(tflite: bytes, inputs, reference=None, *, tolerance_lsb: int = 1,
              info: ModelInfo | None = None, require_int8: bool = True,
-             timeout: float = 120.0) -> dict:
+             timeout: float = 120.0, sequences: bool = False,
+             keep_outputs: bool = False) -> dict:
     """Run the model in TFLM, compare with LiteRT, and measure the arena.
 
     The pass rule:
@@ -221,6 +233,11 @@ def validate(tflite: bytes, inputs, reference=None, *, tolerance_lsb: int = 1,
         info: the parsed model, when the caller has it.
         require_int8: see :func:`check_compatible`.
         timeout: seconds for each child process.
+        sequences: a stateful (streaming) model: ``inputs`` and
+            ``reference`` are ``[S, T, ...]`` (see :func:`run`); the
+            comparison is over all steps.
+        keep_outputs: also return TFLM's outputs (``outputs``, one array
+            per output, in the layout of ``inputs``).
 
     Returns:
         dict with ``agreement``, ``max_abs_lsb``, ``within_tolerance``,
@@ -242,7 +259,7 @@ def validate(tflite: bytes, inputs, reference=None, *, tolerance_lsb: int = 1,
     check_compatible(info, require_int8=require_int8)
     _check_dynamic_shapes(tflite)
     xs = _as_list(inputs, len(info.inputs), "input")
-    n = _check_inputs(info, xs)
+    n = _check_inputs(info, xs, sequences)
     refs = None if reference is None else _as_list(
         reference, len(info.outputs), "output")
     with tempfile.TemporaryDirectory(prefix="tfc-micro-") as tmp:
@@ -252,7 +269,13 @@ def validate(tflite: bytes, inputs, reference=None, *, tolerance_lsb: int = 1,
         arena_min = _find_arena(path, len(xs), timeout)
         margin = arena_margin(arena_min)
         got = _run_in_child(path, arena_min + margin, xs, len(info.outputs),
-                            timeout)
+                            timeout, sequences)
+    kept = got
+    if sequences:  # compared step by step
+        got = [g.reshape((-1,) + g.shape[2:]) for g in got]
+        refs = None if refs is None else [
+            np.asarray(r).reshape((-1,) + np.asarray(r).shape[2:])
+            for r in refs]
     if refs is None:
         result = {"agreement": None, "max_abs_lsb": None,
                   "within_tolerance": None, "classification": None,
@@ -266,4 +289,9 @@ def validate(tflite: bytes, inputs, reference=None, *, tolerance_lsb: int = 1,
         "arena_margin": int(margin),
         "seconds": round(time.perf_counter() - t0, 3),
     })
+    if sequences:
+        result["sequences"] = int(n)
+        result["samples"] = int(got[0].shape[0]) if got else 0
+    if keep_outputs:
+        result["outputs"] = kept
     return result

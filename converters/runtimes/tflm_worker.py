@@ -15,9 +15,12 @@ Commands::
         from stdin, forks a child that probes it (so a crash kills only
         that child; SIGALRM after TIMEOUT seconds ends a hang) and answers
         one line with the child's exit status (0 ok, 3 refused, -N signal).
-    run MODEL ARENA N_INPUTS N_OUTPUTS IN.npz OUT.npz
+    run MODEL ARENA N_INPUTS N_OUTPUTS IN.npz OUT.npz [--sequences]
         IN.npz holds in_0..in_{N_INPUTS-1}, each [N, ...]; one invoke per
         sample; OUT.npz receives out_0..out_{N_OUTPUTS-1}, each [N, ...].
+        With --sequences (stateful models) each is [S, T, ...]: one invoke
+        per step, and the interpreter's reset() (state back to what Init and
+        Prepare left, as on power-up) between sequences.
 
 Exit status: 0 success, 3 TFLM refused (message on stderr after
 ``micro-worker:``), 2 bad usage.
@@ -56,20 +59,31 @@ def _serve(model_path: str, n_inputs: int, timeout: int) -> None:
 
 
 def _run(model_path: str, arena: int, n_inputs: int, n_outputs: int,
-         in_path: str, out_path: str) -> None:
+         in_path: str, out_path: str, sequences: bool = False) -> None:
     interp = _interpreter(model_path, arena)
     with np.load(in_path) as data:
         xs = [data[f"in_{k}"] for k in range(n_inputs)]
+    if not sequences:
+        xs = [x[None] for x in xs]  # one sequence; no state to reset
     details = [interp.get_input_details(k) for k in range(n_inputs)]
     outs = [[] for _ in range(n_outputs)]
     from converters import progress
     if not os.environ.get(progress.ENV_FILE):
         progress.set_verbosity(0)   # stderr is for errors here
-    with progress.bar(xs[0].shape[0], "TFLM", unit="sample") as p:
-        for i in range(xs[0].shape[0]):
-            _invoke_one(interp, xs, details, i, outs, n_outputs)
-            p.update()
-    np.savez(out_path, **{f"out_{k}": np.stack(o) for k, o in enumerate(outs)})
+    n_seq, n_steps = xs[0].shape[0], xs[0].shape[1]
+    with progress.bar(n_seq * n_steps, "TFLM", unit="sample") as p:
+        for s in range(n_seq):
+            if s:
+                interp.reset()
+            steps = [[] for _ in range(n_outputs)]
+            for i in range(n_steps):
+                _invoke_one(interp, [x[s] for x in xs], details, i, steps,
+                            n_outputs)
+                p.update()
+            for k in range(n_outputs):
+                outs[k].append(np.stack(steps[k]))
+    np.savez(out_path, **{f"out_{k}": np.stack(o) if sequences else o[0]
+                          for k, o in enumerate(outs)})
 
 
 def _invoke_one(interp, xs, details, i, outs, n_outputs) -> None:
@@ -93,7 +107,7 @@ def main(argv) -> int:
             _serve(argv[1], int(argv[2]), int(argv[3]))
         elif cmd == "run":
             _run(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5],
-                 argv[6])
+                 argv[6], "--sequences" in argv)
         else:
             raise IndexError(cmd)
     except (IndexError, ValueError) as exc:

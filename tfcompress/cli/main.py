@@ -13,15 +13,12 @@ import sys
 import click
 
 from tfcompress import __version__
+from tfcompress.cli import judging
 
 TARGETS = ("micro", "android")
 MODES = ("int8", "float16", "dynamic", "int16x8", "float32", "int4")
 #: converters.conversion.app_io.IO_TYPES (not imported: keeps --help fast)
 IO_TYPES = ("uint8", "int8", "float32")
-#: converters.targets.android_metadata.TASKS + TASK_ALIASES
-TASK_CHOICES = ("image_classifier", "image_segmenter", "object_detector",
-                "audio_classifier", "text_classifier", "generic",
-                "classification", "segmentation", "regression")
 
 
 def _fail(message: str, code: int = 1):
@@ -71,8 +68,10 @@ def _summary(report: dict) -> None:
         if key in val.get("litert", {}):
             rows.append((f"litert {key}", f"{val['litert'][key]:.4f}"))
     micro = val.get("micro")
+    if micro and micro.get("agreement") is not None:
+        rows += [("tflm agreement", f"{micro['agreement']:.4f}")]
     if micro:
-        rows += [("tflm agreement", f"{micro['agreement']:.4f}"),
+        rows += [
                  ("tflm max diff (LSB)", micro.get("max_abs_lsb")),
                  ("arena bytes (min / recommended)",
                   f"{micro['arena_bytes']} / {micro['arena_recommended']}")]
@@ -81,6 +80,7 @@ def _summary(report: dict) -> None:
         rows.append((f"fits {budget['profile']}",
                      f"{budget['fits']} (RAM headroom {budget['ram']['headroom']} B,"
                      f" flash headroom {budget['flash']['headroom']} B)"))
+    rows += judging.verdict_rows(report)
     rows.append(("validation", "passed" if val.get("passed") else "FAILED"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -91,7 +91,7 @@ def _finish(art) -> None:
     _summary(art.report)
     if not art.passed:
         _fail(f"validation failed for {art.name}: "
-              f"{json.dumps(art.report['validation'].get('litert', {}))}")
+              f"{judging.failure(art.report)}")
 
 
 def _target_options(fn):
@@ -118,9 +118,6 @@ def _target_options(fn):
         click.option("--io", "io", type=click.Choice(IO_TYPES), default=None,
                      help="android: I/O type around the int8 model "
                           "[default: uint8 for image tasks, else float32]."),
-        click.option("--task", type=click.Choice(TASK_CHOICES), default=None,
-                     help="android: the task the TFLite Metadata describes "
-                          "[default: detected from the shapes]."),
         click.option("--sample-rate", type=int, default=None,
                      help="android: audio sample rate in Hz (audio "
                           "classifiers)."),
@@ -172,6 +169,7 @@ def main(quiet: bool = False, verbose: int = 0):
 @click.option("--checkpoint-dir", type=click.Path(), default=None,
               help="Save each finished stage; a re-run resumes from it.")
 @_target_options
+@judging.options
 @click.option("--strategy", type=click.Choice(["none", "mirrored",
                                                "multiworker"]),
               default="none", show_default=True,
@@ -180,7 +178,7 @@ def main(quiet: bool = False, verbose: int = 0):
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
              checkpoint_dir, device, ram, flash, labels_path, normalization,
-             unsafe, strategy, **android):
+             unsafe, tasks, tolerances, strategy, **android):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -202,8 +200,10 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
                             checkpoint_dir=checkpoint_dir,
                             device=_device(device, ram, flash),
                             strategy=strategy,
-                            **_android_options(labels_path, normalization,
-                                               **android))
+                            judging=judging.parse(tasks, tolerances),
+                            **_android_options(
+                                labels_path, normalization,
+                                task=judging.android_task(tasks), **android))
     _finish(art)
 
 
@@ -217,9 +217,11 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
               show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path())
 @_target_options
+@judging.options
 @_errors
 def convert(model, data_path, target, mode, out_dir, device, ram, flash,
-            labels_path, normalization, unsafe, **android):
+            labels_path, normalization, unsafe, tasks, tolerances,
+            **android):
     """Convert MODEL (.keras, .h5, SavedModel dir) to a validated .tflite.
 
     \b
@@ -236,7 +238,9 @@ def convert(model, data_path, target, mode, out_dir, device, ram, flash,
     art = pipeline.convert_and_validate(
         keras_model, x, x, y, target=target, mode=mode, out_dir=out_dir,
         name=_stem(model), log=_log, device=_device(device, ram, flash),
-        **_android_options(labels_path, normalization, **android))
+        judging=judging.parse(tasks, tolerances),
+        **_android_options(labels_path, normalization,
+                           task=judging.android_task(tasks), **android))
     _finish(art)
 
 
@@ -245,18 +249,36 @@ def convert(model, data_path, target, mode, out_dir, device, ram, flash,
 @click.option("--data", "data_path", required=True, type=click.Path())
 @click.option("--target", type=click.Choice(TARGETS), default="android",
               show_default=True, help="micro also runs the model in TFLM.")
+@click.option("--reference", type=click.Path(), default=None,
+              help="The float model (Keras file, SavedModel folder or "
+                   ".tflite) the outputs are compared with.")
+@click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None,
+              help="Classifiers: the accuracy to reach on y when there is "
+                   "no --reference (else y must beat chance).")
+@judging.options
 @_errors
-def validate(model, data_path, target):
-    """Run MODEL.tflite on DATA.npz in LiteRT (and TFLM with --target micro).
+def validate(model, data_path, target, reference, min_accuracy, tasks,
+             tolerances):
+    """Run MODEL.tflite on DATA.npz in LiteRT (and TFLM with --target micro)
+    and judge each output by its task.
+
+    With y and no --reference, a classifier must reach --min-accuracy, or
+    else beat always predicting the most frequent label. For micro, TFLM is
+    also compared with LiteRT.
 
     \b
     Example:
-      tfcompress validate build/digits/model.tflite --data data.npz --target micro
+      tfcompress validate build/digits/model.tflite --data data.npz \
+          --target micro --reference digits.keras
     """
     x, y = _load_data(data_path)
     from tfcompress.pipeline import jobs as pipeline
+    rules = judging.parse(tasks, tolerances)
+    if min_accuracy is not None:
+        rules["min_accuracy"] = min_accuracy
     art = pipeline.validate_file(model, x, y, target=target,
-                                 data_name=data_path)
+                                 data_name=data_path, reference=reference,
+                                 judging=rules)
     _finish(art)
 
 

@@ -101,8 +101,12 @@ def check_for_model(x: np.ndarray, y: Optional[np.ndarray], model,
     check_x(x, f"{name}:x", model.input_shape)
     if y is not None:
         out = model.output_shape
+        # y shaped like the output holds targets (regression,
+        # reconstruction), not class ids
+        targets = np.ndim(y) >= 2 and isinstance(out, tuple) and \
+            tuple(np.shape(y)[1:]) == tuple(out[1:])
         classes = out[-1] if isinstance(out, tuple) and len(out) == 2 and \
-            out[-1] and out[-1] > 1 else None
+            out[-1] and out[-1] > 1 and not targets else None
         check_y(y, len(x), f"{name}:y", classes)
 
 

@@ -82,13 +82,15 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                          name="model", float_model=None, stages=None,
                          layer_report=None, log=None, device=None,
                          labels=None, normalization=None, extra=None,
-                         android=None, android_options=None):
+                         android=None, android_options=None, judging=None):
     """Convert ``model``, validate it on ``(x_eval, y_eval)``, save to
     ``out_dir``. ``float_model`` (default: ``model``) gives the float baseline
     for size and accuracy. ``android`` (default: ``target == "android"``)
     also writes ``out_dir/android/`` and the latency comparison;
     ``android_options`` (``io``, ``task``, ``sample_rate``, ``about``) shape
-    the Android artifact, checked before converting."""
+    the Android artifact, checked before converting. ``judging``
+    (``tasks``, ``tolerances``, ``min_accuracy``) goes to
+    :meth:`converters.Artifact.validate`."""
     from converters import convert
     if not isinstance(model, str):  # a SavedModel path has no Keras weights
         datasets.check_weights(model)
@@ -112,7 +114,7 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
     art.device = device
     _say(log, f"[{name}] validating on {len(x_eval)} samples in LiteRT"
               + (" and TFLM (arena bisection)" if target == "micro" else ""))
-    art.validate(x_eval, y_eval, require=False)
+    art.validate(x_eval, y_eval, require=False, **(judging or {}))
     baseline = float_baseline(float_model or model, x_eval, y_eval)
     float_tflite = baseline.pop("tflite")
     art.report["float"] = baseline
@@ -148,7 +150,7 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
 def optimize(model, x, y, recipe, *, target="android", out_dir=None,
              name="model", holdout=datasets.HOLDOUT, log=None, device=None,
              strategy=None, labels=None, normalization=None,
-             android_options=None, **compress_kw):
+             android_options=None, judging=None, **compress_kw):
     """Run ``recipe`` on ``model`` with ``(x, y)``, then convert and validate
     on a seeded ``holdout`` share of the data.
 
@@ -186,7 +188,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
             name=name, float_model=model, stages=result.history,
             layer_report=result.report, log=log, device=device,
             labels=labels, normalization=normalization,
-            android_options=android_options,
+            android_options=android_options, judging=judging,
             extra={"recipe": rec.to_dict(), "timings": {"train_s": train_s}})
 
 
@@ -241,13 +243,19 @@ def bench_file(path: str, **kwargs) -> dict:
 
 
 def validate_file(path: str, x: np.ndarray, y=None, *, target="android",
-                  timeout: float = 900.0, data_name: str = "data"):
-    """Validate a .tflite file on data (no float model: accuracy, and TFLM
-    agreement with LiteRT for micro).
+                  timeout: float = 900.0, data_name: str = "data",
+                  reference: Optional[str] = None, judging=None):
+    """Validate a .tflite file on data; each output judged by its task.
+
+    ``reference`` (a Keras model file, SavedModel folder or float .tflite)
+    is the float model the outputs are compared with; without it, labels
+    decide alone (see :mod:`converters.verdicts`) and for micro TFLM is
+    compared with LiteRT. ``judging``: ``tasks``, ``tolerances``,
+    ``min_accuracy`` (:meth:`converters.Artifact.validate`).
 
     The file is verified first; the interpreters run in a child process
-    (:mod:`converters.sandbox`), so a model that crashes them ends in one
-    ``SandboxError`` line instead of killing the caller.
+    (:mod:`converters.runtimes.sandbox`), so a model that crashes them ends
+    in one ``SandboxError`` line instead of killing the caller.
     """
     from converters import Artifact
     from converters.runtimes import sandbox
@@ -262,10 +270,13 @@ def validate_file(path: str, x: np.ndarray, y=None, *, target="android",
     except Exception as exc:  # noqa: BLE001 - a verified but odd file
         raise InvalidModelError(f"{path}: cannot read the model "
                                 f"({type(exc).__name__}: {exc})") from None
+    judging = dict(judging or {})
+    if reference is not None:
+        judging.update(_reference(reference, x))
     try:
         art.report, art.extra_files = sandbox.call(
-            _validate_in_child, tflite, x, y, target, mode, path, name=path,
-            what="validation (LiteRT/TFLM)", timeout=timeout,
+            _validate_in_child, tflite, x, y, target, mode, path, judging,
+            name=path, what="validation (LiteRT/TFLM)", timeout=timeout,
             preload=_VALIDATE_IMPORTS)
     except (ValueError, RuntimeError) as exc:
         text = str(exc).strip().splitlines()
@@ -276,7 +287,28 @@ def validate_file(path: str, x: np.ndarray, y=None, *, target="android",
         except Exception:  # noqa: BLE001 - an exception without (msg)
             named = RuntimeError(f"{path}: {text[0]}")
         raise named from None
+    if reference is not None:
+        art.report["reference"] = reference
     return art
+
+
+def _reference(path: str, x) -> dict:
+    """``validate --reference``: a float .tflite (verified; it runs in the
+    sandbox beside the model) or a Keras / SavedModel file, run here."""
+    import os
+    if path.endswith(".tflite"):
+        return {"reference": load_tflite(path)}
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"reference model {path!r} does not exist")
+    from converters import load_model
+    from converters.runtimes import reference as references
+    from converters.verdicts import hints
+    model = load_model(path)
+    specs = None
+    if getattr(model, "outputs", None) is not None:
+        specs = hints.specs_from_keras(model)
+    xs = x if isinstance(x, (list, tuple)) else [x]
+    return {"reference": references.outputs(model, xs), "specs": specs}
 
 
 #: what the validation child needs: imported once in the sandbox server
@@ -287,25 +319,35 @@ _VALIDATE_IMPORTS = ("converters.conversion.artifact", "converters.targets.micro
 
 
 def _validate_in_child(tflite: bytes, x, y, target: str, mode: str,
-                       name: str):
+                       name: str, judging: dict):
     """Runs in the sandbox child: the interpreters see the bytes here."""
     from converters import Artifact
     art = Artifact(tflite, target=target, mode=mode, name=name)
-    art.validate(x, y, require=False)
+    art.int8_io = False  # a user's file: uint8 / int16 / float I/O is fine
+    judging = dict(judging)
+    specs = judging.pop("specs", None)
+    art.validate(x, y, require=False, specs=specs, **judging)
     return art.report, art.extra_files
 
 
 def _check_data(info, x, y, name: str) -> None:
     """``x`` fits the model's first input, ``y`` its output classes."""
-    if not info.inputs or not info.outputs:
+    from converters.runtimes.feeds import Feeds
+    if not info.inputs or not info.outputs or isinstance(x, (list, tuple,
+                                                            dict)):
         return
     x = np.asarray(x)
+    stateful = Feeds.of(info).stateful  # [S, T, ...]: checked when fed
     shape = info.input_details[0].shape
-    datasets.check_x(x, f"{name}:x", [None, *shape[1:]] if shape else None)
-    if y is not None:
+    datasets.check_x(x, f"{name}:x", None if stateful or not shape
+                     else [None, *shape[1:]])
+    if y is not None and not isinstance(y, (list, tuple, dict)):
+        y = np.asarray(y)
         out = info.output_details[0].shape
-        classes = out[-1] if len(out) == 2 and out[-1] > 1 else None
-        datasets.check_y(np.asarray(y), len(x), f"{name}:y", classes)
+        targets = y.ndim >= 2 and tuple(y.shape[1:]) == tuple(out[1:])
+        classes = out[-1] if len(out) == 2 and out[-1] > 1 and \
+            not targets else None
+        datasets.check_y(y, len(x), f"{name}:y", classes)
 
 
 def _mode_of(tflite: bytes) -> str:
