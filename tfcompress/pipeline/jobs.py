@@ -80,6 +80,9 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
     for size and accuracy. ``android`` (default: ``target == "android"``)
     also writes ``out_dir/android/`` and the latency comparison."""
     from converters import convert
+    from converters.files import prepare_out, staged_dir
+    if out_dir:  # writable, with room: before any conversion
+        prepare_out(out_dir, expected_artifact_bytes(model))
     if not isinstance(model, str):  # a SavedModel path has no Keras weights
         datasets.check_weights(model)
     datasets.check_x(np.asarray(x_calib), "representative data")
@@ -115,14 +118,29 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
             art.report[key] = value
     if android is None:
         android = target == "android" and mode == "int8"
-    if out_dir and android and not isinstance(model, str):
-        android_variants(art, model, x_calib, x_eval, y_eval, float_tflite,
-                         out_dir, labels=labels, normalization=normalization,
-                         log=log)
-    if out_dir:
-        art.save(out_dir)
-        _say(log, f"[{name}] wrote {out_dir}")
+    if not out_dir:
+        return art
+    with staged_dir(out_dir) as stage:  # the set is all-new or all-old
+        if android and not isinstance(model, str):
+            android_variants(art, model, x_calib, x_eval, y_eval,
+                             float_tflite, stage, labels=labels,
+                             normalization=normalization, log=log)
+        art.save(stage, staged=False)
+    _say(log, f"[{name}] wrote {out_dir}")
     return art
+
+
+def expected_artifact_bytes(model) -> int:
+    """A floor for the bytes an artifact set of ``model`` takes: the int8,
+    float16 and LUT models, the C array (about 6 characters a byte) and
+    1 MiB of reports and plots."""
+    import os
+    if isinstance(model, str):  # a SavedModel folder: its variables
+        params = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
+                     os.walk(model) for f in fs) // 4
+    else:
+        params = int(model.count_params())
+    return (1 << 20) + params * (1 + 2 + 1 + 6)
 
 
 def optimize(model, x, y, recipe, *, target="android", out_dir=None,
@@ -147,6 +165,9 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
     _say(log, f"[{name}] recipe {rec.name}: "
               + " -> ".join(f"{s.kind}({s.epochs} ep)" for s in rec.stages))
     strategy = distribute.get_strategy(strategy)
+    if out_dir and distribute.is_chief(strategy):
+        from converters.files import prepare_out  # before any training
+        prepare_out(out_dir, expected_artifact_bytes(model))
     result = compress(model, (x_tr, y_tr), None, rec, strategy=strategy,
                       **compress_kw)
     train_s = round(time.perf_counter() - started, 2)
