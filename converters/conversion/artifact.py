@@ -128,6 +128,7 @@ class Artifact:
             failures += self._validate_lut(ref)
             self._fit_budgets()
         self.report["validation"]["passed"] = not failures
+        self.report["validation"]["failures"] = failures
         if failures and require:
             raise ValidationError(f"{self.name}: " + "; ".join(failures))
         return self.report

@@ -62,6 +62,11 @@ class _Table:
         buf.need(vtable, self.vsize, f"{what} vtable")
         buf.need(pos, max(tsize, 4), what)
         self.vtable, self.tsize = vtable, tsize
+        for slot in range(4, self.vsize, 2):  # every field inside the table
+            off = buf.u16(vtable + slot)
+            if off and (off < 4 or off >= tsize):
+                raise _Bad(f"{what} field {(slot - 4) // 2} lies outside the "
+                           f"table (offset {off}, table size {tsize})")
 
     def field(self, index: int) -> int | None:
         """Absolute position of field ``index``, or None when absent."""

@@ -80,9 +80,10 @@ def _summary(report: dict) -> None:
 
 def _finish(art) -> None:
     _summary(art.report)
-    if not art.passed:
-        _fail(f"validation failed for {art.name}: "
-              f"{json.dumps(art.report['validation'].get('litert', {}))}")
+    if not art.passed:  # say which check failed: LiteRT, TFLM or LUT
+        failures = art.report["validation"].get("failures") or [
+            json.dumps(art.report["validation"].get("litert", {}))]
+        _fail(f"validation failed for {art.name}: {'; '.join(failures)}")
 
 
 def _target_options(fn):

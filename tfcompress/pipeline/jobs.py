@@ -186,13 +186,17 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
 
 
 def load_tflite(path: str) -> bytes:
-    """The bytes of a user's .tflite file, structurally verified
-    (:func:`converters.verify.verify`) so that no interpreter ever sees a
-    malformed flatbuffer. Raises ``InvalidModelError`` naming the file."""
+    """The bytes of a user's .tflite file, verified by LiteRT's C++
+    flatbuffers verifier (in a child, before Python reads the file) and
+    structurally (:func:`converters.tflite.verify.verify`), so that no
+    interpreter ever sees a malformed flatbuffer. Raises
+    ``InvalidModelError`` naming the file."""
     import os
+    from converters.tflite.native_verify import verify_file
     from converters.tflite.verify import verify
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
+    verify_file(path)
     with open(path, "rb") as f:
         data = f.read()
     verify(data, name=path)
@@ -230,9 +234,27 @@ def bench_file(path: str, **kwargs) -> dict:
     from converters.runtimes import latency
     from converters.runtimes import sandbox
     data, _ = read_tflite(path)
-    return sandbox.call(latency.measure, data, name=path,
-                        what="the LiteRT interpreter",
-                        preload=("ai_edge_litert.interpreter",), **kwargs)
+    try:
+        return sandbox.call(latency.measure, data, name=path,
+                            what="the LiteRT interpreter",
+                            preload=("ai_edge_litert.interpreter",), **kwargs)
+    except (ValueError, RuntimeError) as exc:
+        raise _named(exc, path) from None
+
+
+def _named(exc: Exception, path: str) -> Exception:
+    """``exc`` with its first line, prefixed by ``path`` unless it names
+    it already (an interpreter's words name no file)."""
+    text = str(exc).strip().splitlines()
+    if text and path in text[0]:
+        return exc
+    line = text[0] if text else type(exc).__name__
+    if line.startswith("model: "):  # the interpreter's stand-in name
+        line = line[len("model: "):]
+    try:
+        return type(exc)(f"{path}: {line}")
+    except Exception:  # noqa: BLE001 - an exception without (msg)
+        return RuntimeError(f"{path}: {line}")
 
 
 def validate_file(path: str, x: np.ndarray, y=None, *, target="android",
@@ -249,6 +271,12 @@ def validate_file(path: str, x: np.ndarray, y=None, *, target="android",
     from converters.tflite.flatbuffer import InvalidModelError
     tflite, info = read_tflite(path)
     _check_data(info, x, y, data_name)
+    if target == "micro":  # pure Python: refuse before any child starts
+        from converters.targets.micro import check_compatible
+        try:
+            check_compatible(tflite, require_int8=False)
+        except ValueError as exc:
+            raise _named(exc, path) from None
     mode = _mode_of(tflite)
     try:
         art = Artifact(tflite, target=target, mode=mode, name=path)
@@ -257,20 +285,25 @@ def validate_file(path: str, x: np.ndarray, y=None, *, target="android",
     except Exception as exc:  # noqa: BLE001 - a verified but odd file
         raise InvalidModelError(f"{path}: cannot read the model "
                                 f"({type(exc).__name__}: {exc})") from None
-    try:
-        art.report, art.extra_files = sandbox.call(
-            _validate_in_child, tflite, x, y, target, mode, path, name=path,
-            what="validation (LiteRT/TFLM)", timeout=timeout,
-            preload=_VALIDATE_IMPORTS)
-    except (ValueError, RuntimeError) as exc:
-        text = str(exc).strip().splitlines()
-        if not text or path in text[0]:
-            raise
-        try:  # the interpreter's words, with the file they are about
-            named = type(exc)(f"{path}: {text[0]}")
-        except Exception:  # noqa: BLE001 - an exception without (msg)
-            named = RuntimeError(f"{path}: {text[0]}")
-        raise named from None
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="tfc-validate-") as tmp:
+        # the child memory-maps the data: no pickled copies of large arrays
+        files = {"model": os.path.join(tmp, "model.tflite"),
+                 "x": os.path.join(tmp, "x.npy"),
+                 "y": None if y is None else os.path.join(tmp, "y.npy")}
+        with open(files["model"], "wb") as f:
+            f.write(tflite)   # the verified bytes, not the file again
+        np.save(files["x"], np.asarray(x, np.float32))
+        if y is not None:
+            np.save(files["y"], np.asarray(y))
+        try:
+            art.report, art.extra_files = sandbox.call(
+                _validate_in_child, files, target, mode, path, name=path,
+                what="validation (LiteRT/TFLM)", timeout=timeout,
+                preload=_VALIDATE_IMPORTS)
+        except (ValueError, RuntimeError) as exc:
+            raise _named(exc, path) from None
     return art
 
 
@@ -281,10 +314,14 @@ _VALIDATE_IMPORTS = ("converters.conversion.artifact", "converters.targets.micro
                      "tensorflow.lite.tools.flatbuffer_utils")
 
 
-def _validate_in_child(tflite: bytes, x, y, target: str, mode: str,
-                       name: str):
-    """Runs in the sandbox child: the interpreters see the bytes here."""
+def _validate_in_child(files: dict, target: str, mode: str, name: str):
+    """Runs in the sandbox child: the interpreters see the bytes here; the
+    data arrays are memory-mapped ``.npy`` files."""
     from converters import Artifact
+    with open(files["model"], "rb") as f:
+        tflite = f.read()
+    x = np.load(files["x"], mmap_mode="r")
+    y = None if files["y"] is None else np.load(files["y"], mmap_mode="r")
     art = Artifact(tflite, target=target, mode=mode, name=name)
     art.validate(x, y, require=False)
     return art.report, art.extra_files
@@ -296,6 +333,12 @@ def _check_data(info, x, y, name: str) -> None:
         return
     x = np.asarray(x)
     shape = info.input_details[0].shape
+    if shape and shape[0] > 1:  # validation feeds one sample per invoke
+        raise datasets.DataError(
+            f"{info.input_details[0].name!r}, the model's input, declares "
+            f"shape {list(shape)}: {shape[0]:,} samples per invoke, more "
+            f"than {name}:x holds ({len(x)}) and than validation feeds (one "
+            "per invoke); convert the model with batch size 1")
     datasets.check_x(x, f"{name}:x", [None, *shape[1:]] if shape else None)
     if y is not None:
         out = info.output_details[0].shape
