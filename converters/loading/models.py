@@ -87,8 +87,8 @@ def _load_keras(path: str, source, fmt: str, allow_unsafe: bool):
     try:
         with keras.utils.custom_object_scope(custom_objects()):
             return keras.models.load_model(source, **kwargs)
-    except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
-        msg = (str(exc).splitlines() or [type(exc).__name__])[0]
+    except Exception as exc:  # noqa: BLE001 - any failure: one line
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
             raise ValueError(
                 f"{path}: the model carries code (e.g. a Lambda layer) and "

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+import mmap
 import struct
 
 from converters.tflite.flatbuffer import InvalidModelError
@@ -169,7 +170,8 @@ def verify(data: bytes, *, name: str = "model",
     Example:
         >>> verify(tflite_bytes, name="build/digits/model.tflite")
     """
-    data = bytes(data)
+    if not isinstance(data, (bytes, bytearray, memoryview, mmap.mmap)):
+        data = bytes(data)   # buffers (a memory-mapped file) are read as is
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise InvalidModelError(
             f"{name}: not a TFLite flatbuffer (missing 'TFL3' file "

@@ -76,8 +76,13 @@ def check_declared_sizes(path: str) -> int:
                             np.lib.format.read_array_header_2_0)
                     shape, _, dtype = read(f)
                     header = f.tell()
+                if dtype.hasobject:
+                    raise DataError(
+                        f"{path}: not a readable .npz file (array "
+                        f"{info.filename[:-4]!r} holds Python objects, which "
+                        "are never unpickled; save numeric arrays)")
                 nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-                if dtype.hasobject or nbytes + header != info.file_size:
+                if nbytes + header != info.file_size:
                     raise DataError(
                         f"{path}: array {info.filename[:-4]!r} declares shape "
                         f"{shape} ({dtype}, {nbytes:,} bytes) but its zip "

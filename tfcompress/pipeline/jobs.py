@@ -185,7 +185,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
             extra={"recipe": rec.to_dict(), "timings": {"train_s": train_s}})
 
 
-def load_tflite(path: str) -> bytes:
+def load_tflite(path: str, *, mapped: bool = False):
     """The bytes of a user's .tflite file, verified by LiteRT's C++
     flatbuffers verifier (in a child, before Python reads the file) and
     structurally (:func:`converters.tflite.verify.verify`), so that no
@@ -198,16 +198,21 @@ def load_tflite(path: str) -> bytes:
         raise FileNotFoundError(f"model file {path!r} does not exist")
     verify_file(path)
     with open(path, "rb") as f:
-        data = f.read()
+        if mapped and os.fstat(f.fileno()).st_size:
+            import mmap  # read in place: no copy of a large file
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        else:
+            data = f.read()
     verify(data, name=path)
     return data
 
 
-def read_tflite(path: str):
-    """``(bytes, ModelInfo)`` of a verified .tflite file; any parse failure
-    is one ``InvalidModelError`` line naming the file."""
+def read_tflite(path: str, *, mapped: bool = False):
+    """``(bytes, ModelInfo)`` of a verified .tflite file (``mapped``: a
+    read-only memory map instead of bytes); any parse failure is one
+    ``InvalidModelError`` line naming the file."""
     from converters.tflite.flatbuffer import InvalidModelError, read
-    data = load_tflite(path)
+    data = load_tflite(path, mapped=mapped)
     try:
         return data, read(data)
     except InvalidModelError as exc:
@@ -219,7 +224,7 @@ def inspect_file(path: str) -> dict:
     Python parsing: no interpreter runs)."""
     from converters.tflite import inspect as inspector
     from converters.tflite.flatbuffer import InvalidModelError
-    data, _ = read_tflite(path)
+    data, _ = read_tflite(path, mapped=True)
     try:
         return inspector.inspect(data)
     except Exception as exc:  # noqa: BLE001 - a verified but odd file
