@@ -76,15 +76,21 @@ def test_sigkill_at_any_moment_leaves_the_old_or_the_new_set(tmp_path,
     assert _writer(out, "old", exchange).wait() == 0
     old = set_hashes(out)
     started = time.monotonic()
-    assert _writer(tmp_path / "ref", "new", exchange, pause=0.02).wait() == 0
+    assert _writer(tmp_path / "ref", "new", exchange, pause=0.05).wait() == 0
     took = time.monotonic() - started   # start-up included
     new = set_hashes(tmp_path / "ref")
     assert old.keys() == new.keys() and old != new
     rng = random.Random(0)
     seen = {"old": 0, "new": 0}
-    for _ in range(12):
-        child = _writer(out, "new", exchange, pause=0.02)
-        time.sleep(rng.uniform(0.5, 1.1) * took)
+    for k in range(20):
+        if k >= 8 and seen["old"] and seen["new"]:
+            break
+        child = _writer(out, "new", exchange, pause=0.05)
+        if k % 2:   # anywhere in the run
+            time.sleep(rng.uniform(0.3, 1.2) * took)
+        else:       # while it writes (~0.3 s) and switches the set
+            _wait_for_stage(out, child, 10 * took)
+            time.sleep(rng.uniform(0.0, 0.6))
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         # what a reader finds after the kill, before any recovery
@@ -168,8 +174,8 @@ def test_a_full_disk_names_the_folder_and_replaces_nothing(tmp_path,
 
 def test_report_json_of_two_identical_runs_is_byte_identical(tmp_path):
     """Wall-clock numbers go to timings.json; everything else repeats."""
+    from converters import convert
     from tfcompress.keras2.env import keras
-    from tfcompress.pipeline import jobs
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)),
                               keras.layers.Dense(8, activation="relu"),
@@ -177,8 +183,9 @@ def test_report_json_of_two_identical_runs_is_byte_identical(tmp_path):
     x = np.random.default_rng(0).normal(size=(48, 8)).astype(np.float32)
     y = np.arange(48) % 3
     for run in ("a", "b"):
-        jobs.convert_and_validate(model, x, x, y, android=False,
-                                  out_dir=str(tmp_path / run))
+        art = convert(model, x, target="android")
+        art.validate(x, y, require=False)
+        art.save(str(tmp_path / run))
     a, b = ((tmp_path / r / "report.json").read_bytes() for r in "ab")
     assert a == b
     report = json.loads(a)
