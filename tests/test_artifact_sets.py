@@ -251,7 +251,11 @@ def test_sigkill_of_the_cli_leaves_the_old_or_the_new_set(tmp_path, command):
     other = keras.models.clone_model(model)
     other.compile("adam", "sparse_categorical_crossentropy")
     other.save(tmp_path / "m2.h5")
-    assert run("m2.h5", tmp_path / "ref").wait() == 0
+    ref = run("m2.h5", tmp_path / "ref")
+    _wait_for_stage(tmp_path / "ref", ref, 2 * took)
+    staged = time.monotonic()
+    assert ref.wait() == 0
+    writing = time.monotonic() - staged   # staging to exit: the write window
     new = hashes(tmp_path / "ref")
     models = ("model.tflite", "model_data.cc", "model_data.h", "report.json")
     rng = random.Random(0)
@@ -260,9 +264,9 @@ def test_sigkill_of_the_cli_leaves_the_old_or_the_new_set(tmp_path, command):
         child = run("m2.h5")
         if k % 2:   # somewhere in the run
             time.sleep(rng.uniform(0.3, 1.0) * took)
-        else:       # while it writes the set
+        else:       # while it writes and switches the set
             _wait_for_stage(out, child, 2 * took)
-            time.sleep(rng.uniform(0.0, 0.4))
+            time.sleep(rng.uniform(0.0, 1.2) * writing)
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         now = hashes(out)
@@ -274,4 +278,5 @@ def test_sigkill_of_the_cli_leaves_the_old_or_the_new_set(tmp_path, command):
         outcomes.append("old" if now == old else "new")
     assert run("m2.h5").wait() == 0
     assert leftovers(out) == []
-    print(f"{command}: one run {took:.1f} s, outcomes {outcomes}")
+    print(f"{command}: one run {took:.1f} s, writing {writing:.1f} s, "
+          f"outcomes {outcomes}")

@@ -114,6 +114,8 @@ def test_the_huge_input_mutant_ends_in_one_line_within_seconds(sine, capped):
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss << 10
     start_rss = 1 << 30        # the forked child shares the server's ~0.9 GB
     assert peak < start_rss + capped, f"{peak / 2**30:.2f} GiB"
+    print(f"cap {capped / 2**30:.1f} GiB: one line after {took:.1f} s, "
+          f"largest child RSS {peak / 2**30:.2f} GiB")
 
 
 def test_validate_refuses_a_batch_the_data_cannot_fill(sine):
