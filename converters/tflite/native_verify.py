@@ -51,6 +51,12 @@ def verify_file(path: str | os.PathLike, *, name: str | None = None,
     from converters.runtimes import sandbox
     path = os.fspath(path)
     name = name or path
+    with open(path, "rb") as f:  # 8 bytes: the file identifier
+        head = f.read(8)
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise InvalidModelError(
+            f"{name}: not a TFLite flatbuffer (missing 'TFL3' file "
+            f"identifier, {os.path.getsize(path)} bytes); pass a .tflite file")
     verdict = sandbox.call(verifier_verdict, os.path.abspath(path), name=name,
                            what="LiteRT's flatbuffer verifier",
                            timeout=timeout,
