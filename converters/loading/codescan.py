@@ -44,6 +44,8 @@ _TF_DENIED = {"py_function", "numpy_function", "py_func", "print", "Print",
               "init_scope", "Module", "Variable", "saved_model"}
 #: SavedModel ops that call back into Python
 _PY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+#: seconds the HDF5 library may take to read a file's attributes
+H5_TIMEOUT = 30
 #: largest config.json read from a zip (bytes, uncompressed)
 MAX_CONFIG_BYTES = 64 << 20
 
@@ -137,13 +139,27 @@ def _json(path: str, raw, what: str):
         raise _bad(path, f"{what} is not valid JSON ({exc})") from None
 
 
-def _h5_configs(path: str) -> list:
+def h5_attributes(path: str) -> tuple:
+    """``(model_config, training_config)`` raw attributes of an HDF5 file
+    (run in a child: the HDF5 library can hang or crash on a hostile file)."""
     import h5py
+    with h5py.File(path, "r") as f:
+        found = [f.attrs.get(k) for k in ("model_config", "training_config")]
+    return tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else
+                 (None if v is None else str(v)) for v in found)
+
+
+def _h5_configs(path: str) -> list:
+    from converters.runtimes import sandbox
     try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-            training = f.attrs.get("training_config")
-    except (OSError, ValueError, RuntimeError) as exc:
+        raw, training = sandbox.call(
+            h5_attributes, os.path.abspath(path), name=path,
+            what="reading the HDF5 file", timeout=H5_TIMEOUT,
+            preload=("h5py",))
+    except sandbox.SandboxError as exc:
+        raise _bad(path, f"not a readable HDF5 Keras model: "
+                   f"{str(exc).split(': ', 1)[-1]}") from None
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise _bad(path, f"not a readable HDF5 Keras model ({exc})") from None
     if raw is None:
         raise _bad(path, "an HDF5 file without a Keras model config (a "
