@@ -93,7 +93,9 @@ def test_optimize_convert_validate_inspect_bench(files, tmp_path):
                                            android["variants"][variant]["file"]))
     sidecar = json.load(open(os.path.join(out, "android", "model.json")))
     assert sidecar["normalization"]["mean"] == [0.5]
-    lat = report["latency"]["models"]
+    assert "latency" not in report  # wall-clock numbers: timings.json
+    lat = json.load(open(os.path.join(out, "timings.json")))["latency"][
+        "models"]
     assert set(lat) == {"float32", "int8", "float16"}
     assert all(m["threads"]["1"]["median_ms"] > 0 for m in lat.values())
     tflite = os.path.join(out, "model.tflite")

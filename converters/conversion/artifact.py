@@ -209,9 +209,22 @@ class Artifact:
         return bool(self.report["validation"].get("passed"))
 
     # -- output -----------------------------------------------------------
-    def save(self, out_dir: str) -> List[str]:
-        """Write ``model.tflite``, ``report.json`` and, for micro,
-        ``model_data.cc``/``.h``; each file atomically."""
+    def save(self, out_dir: str, *, staged: bool = True) -> List[str]:
+        """Write ``model.tflite``, ``report.json`` (``timings.json`` beside
+        it) and, for micro, ``model_data.cc``/``.h``.
+
+        With ``staged`` (the default) the whole set is written into a
+        staging folder and replaces ``out_dir`` in one atomic step
+        (:func:`converters.files.staged_dir`): a run killed at any moment
+        leaves the previous set or the new one. ``staged=False`` writes
+        into ``out_dir`` as it is (a staging folder the caller manages).
+        """
+        if staged:
+            from converters.files import staged_dir
+            with staged_dir(out_dir) as stage:
+                written = self.save(stage, staged=False)
+            return [os.path.join(out_dir, os.path.relpath(p, stage))
+                    for p in written]
         from converters.files import atomic_write
         os.makedirs(out_dir, exist_ok=True)
         paths = [atomic_write(os.path.join(out_dir, "model.tflite"),
@@ -232,7 +245,8 @@ class Artifact:
         from converters.reporting import report as reports
         images = reports.write(self.report, out_dir)
         paths += [os.path.join(out_dir, n) for n in
-                  ("report.json", "report.md", *images.values())]
+                  ("report.json", "report.md", "timings.json",
+                   *images.values())]
         return paths
 
 

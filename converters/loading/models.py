@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from typing import Callable, ContextManager, Union
 
 __all__ = ["load_model", "load_scope", "register_scope"]
@@ -44,88 +45,61 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
     Wrapped models (pruned, clustered, QAT) load too. Lambda layers and other
     code-carrying objects are refused unless ``allow_unsafe=True``.
     """
-    from converters.loading.kerasenv import keras
+    from converters.loading.codescan import check_safe
+    from converters.loading.formats import HDF5, SAVED_MODEL
 
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"model file {path!r} does not exist")
-    if os.path.isdir(path):
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
-            raise ValueError(f"{path!r} is a directory but not a SavedModel "
-                             "(no saved_model.pb); pass a .keras/.h5 file")
+    fmt = check_safe(path, allow_unsafe)  # content decides, never the name
+    if fmt == SAVED_MODEL:
         return path  # converted with from_saved_model
-    if path.endswith(".keras"):
+    if fmt != HDF5:
         from converters.loading import keras3_files as keras3
         if keras3.is_keras3_file(path):   # saved by Keras 3: rebuild
             return keras3.load(path)
-    kwargs = {"compile": True}
+    with _named_for(path, fmt) as source:
+        return _load_keras(path, source, fmt, allow_unsafe)
+
+
+@contextlib.contextmanager
+def _named_for(path: str, fmt: str):
+    """What tf_keras should open: an open HDF5 file (its loader then ignores
+    the name), or for a zip a ``.keras`` name (a link) whatever the file is
+    called, so tf_keras never picks its loader by the name."""
+    from converters.loading.formats import HDF5
+    if fmt == HDF5:
+        import h5py
+        with h5py.File(path, "r") as f:
+            yield f
+        return
     if path.endswith(".keras"):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="tfc-load-") as tmp:
+        link = os.path.join(tmp, "model.keras")
+        os.symlink(os.path.abspath(path), link)
+        yield link
+
+
+def _load_keras(path: str, source, fmt: str, allow_unsafe: bool):
+    from converters.loading.formats import KERAS_ZIP
+    from converters.loading.kerasenv import keras
+    kwargs = {"compile": True}
+    if fmt == KERAS_ZIP:
         kwargs["safe_mode"] = not allow_unsafe
-    elif path.endswith((".h5", ".hdf5")) and not allow_unsafe:
-        code = _h5_code_layers(path)  # tf_keras has no safe_mode for .h5
-        if code:
-            raise ValueError(
-                f"{path}: the model contains code ({code[0]}) and is refused "
-                "in safe mode; pass --unsafe / allow_unsafe=True only if you "
-                "trust the file")
     try:
         with load_scope():
-            return keras.models.load_model(path, **kwargs)
-    except ValueError as exc:
-        msg = str(exc).splitlines()[0]
+            return keras.models.load_model(source, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any failure: one line
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
             raise ValueError(
-                f"{path}: the model contains code (e.g. a Lambda layer) and "
+                f"{path}: the model carries code (e.g. a Lambda layer) and "
                 "is refused in safe mode; pass --unsafe / allow_unsafe=True "
                 "only if you trust the file") from None
-        if "quantize_layer" in msg and path.endswith(".keras"):
+        if "quantize_layer" in msg and fmt == KERAS_ZIP:
             raise ValueError(
                 f"{path}: tfmot QAT models do not reload from the .keras "
                 "format; save the QAT model with model.save('model.h5') "
                 "and pass the .h5 file") from None
-        raise ValueError(f"{path}: cannot load Keras model: {msg}") from None
-
-
-#: config keys whose value names how a serialized Python function is stored
-_FUNCTION_TYPES = ("function_type", "output_shape_type")
-
-
-def _h5_code_layers(path: str) -> list:
-    """Code-carrying objects in an .h5 model's ``model_config`` JSON:
-    ``["Lambda layer 'double'", ...]`` (Lambda layers, and any config that
-    stores a Python function as bytecode). Read without deserializing."""
-    import json
-
-    import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 Keras model "
-                         f"({exc})") from None
-    if raw is None:
-        return []
-    try:
-        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except ValueError:
-        return ["an unreadable model_config"]
-    found: list = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            conf = node.get("config")
-            name = conf.get("name") if isinstance(conf, dict) else None
-            if node.get("class_name") == "Lambda":
-                found.append(f"Lambda layer {name!r}")
-                return
-            if any(node.get(k) == "lambda" for k in _FUNCTION_TYPES):
-                found.append(f"a serialized Python function in "
-                             f"{node.get('name', 'a config')!r}")
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
-    return found
+        raise ValueError(f"{path}: cannot load Keras model: "
+                         f"{type(exc).__name__}: {msg}") from None

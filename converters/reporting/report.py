@@ -7,6 +7,7 @@ what training added (stages, variants) and writes them all into a folder.
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 
@@ -148,8 +149,38 @@ def verdict_lines(val: dict) -> list:
             "| why |", "|---|---|---|---|---|---|---|"] + rows
 
 
+#: (path in the report, key) of values measured with a clock
+_TIMED = ((("validation", "litert"), "seconds"),
+          (("validation", "micro"), "seconds"),
+          (("validation", "micro_lut"), "seconds"))
+
+
+def split_timings(report: dict) -> tuple[dict, dict]:
+    """``(report without timings, timings)``: wall-clock numbers (``timings``,
+    LiteRT ``latency``, validation and stage ``seconds``) differ run to run,
+    so they go to ``timings.json`` and ``report.json`` of two identical
+    seeded runs is byte-identical."""
+    stable = copy.deepcopy(report)
+    timings: dict = {}
+    for key in ("timings", "latency"):
+        if key in stable:
+            timings[key] = stable.pop(key)
+    for where, key in _TIMED:
+        node = stable
+        for part in where:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node:
+            timings.setdefault(".".join(where), {})[key] = node.pop(key)
+    for k, stage in enumerate(stable.get("stages") or []):
+        if isinstance(stage, dict) and "seconds" in stage:
+            timings.setdefault("stages", {})[str(k)] = {
+                "seconds": stage.pop("seconds")}
+    return stable, timings
+
+
 def write(report: dict, out_dir: str) -> dict:
-    """Write ``report.json``, ``report.md`` and the PNG plots."""
+    """Write ``report.json`` (reproducible), ``timings.json`` (wall-clock
+    numbers, see :func:`split_timings`), ``report.md`` and the PNG plots."""
     os.makedirs(out_dir, exist_ok=True)
     report.setdefault("versions", tool_versions())
     images = plots.write_all(report, out_dir)
@@ -157,5 +188,7 @@ def write(report: dict, out_dir: str) -> dict:
     atomic_write(os.path.join(out_dir, "report.md"), markdown(report, images))
     atomic_write(os.path.join(out_dir, "report.html"),
                  html.render(report, images, out_dir))
-    atomic_write_json(os.path.join(out_dir, "report.json"), report)
+    stable, timings = split_timings(report)
+    atomic_write_json(os.path.join(out_dir, "report.json"), stable)
+    atomic_write_json(os.path.join(out_dir, "timings.json"), timings)
     return images

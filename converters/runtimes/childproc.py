@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -30,8 +31,8 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 
-__all__ = ["ChildError", "ForkServer", "describe_exit", "python_command",
-           "serve"]
+__all__ = ["ChildError", "ForkServer", "describe_exit", "limit_note",
+           "limit_resources", "memory_cap", "python_command", "serve"]
 
 #: extra seconds the parent waits beyond ``timeout`` before killing the server
 GRACE = 10.0
@@ -39,6 +40,66 @@ GRACE = 10.0
 
 class ChildError(RuntimeError):
     """The fork server stopped or could not start."""
+
+
+#: environment variable: extra address space a child may take ("4G", "512M")
+MEMORY_ENV = "TFCOMPRESS_CHILD_MEMORY"
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def memory_cap() -> int:
+    """Bytes of address space a child may add to what it starts with:
+    ``$TFCOMPRESS_CHILD_MEMORY`` (``"4G"``, ``"512M"``, bytes), else half
+    the machine's memory, at most 4 GiB."""
+    text = os.environ.get(MEMORY_ENV, "").strip().upper().rstrip("B")
+    if text:
+        try:
+            unit = _UNITS.get(text[-1], 1)
+            return int(float(text.rstrip("KMGT")) * unit)
+        except ValueError:
+            raise ValueError(f"{MEMORY_ENV}={os.environ[MEMORY_ENV]!r}: "
+                             "expected a size such as 4G or 512M") from None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        total = 8 << 30
+    return min(4 << 30, total // 2)
+
+
+def _address_space() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def limit_resources(cpu_seconds: float | None = None) -> None:
+    """In a child that touches a user's file: cap its address space at what
+    it has now plus :func:`memory_cap` (``RLIMIT_AS``: an allocation past it
+    fails) and its CPU time at ``cpu_seconds`` (``RLIMIT_CPU``: SIGXCPU)."""
+    limit = _address_space() + memory_cap()
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if cpu_seconds:
+        soft = max(1, int(cpu_seconds))
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
+
+
+_MEMORY_WORDS = ("memoryerror", "bad_alloc", "cannot allocate memory",
+                 "failed to allocate", "out of memory", "unable to allocate",
+                 "failed to reshape", "failed to prepare")
+
+
+def limit_note(code: int | None, text: str = "") -> str:
+    """What limit a failed child probably hit, as a clause for its error
+    line (``""``: none that the exit or the message tells)."""
+    if code in (-signal.SIGXCPU,):
+        return "it used up its CPU-time limit"
+    lowered = text.lower()
+    if any(word in lowered for word in _MEMORY_WORDS):
+        return (f"the child's memory is capped at {memory_cap() / 2**30:.1f}"
+                f" GiB beyond its start ({MEMORY_ENV} raises it)")
+    return ""
 
 
 def python_command(module: str, args: Sequence[object] = ()
@@ -158,7 +219,9 @@ def serve(handle: Callable[[str], None], *, timeout_of: Callable[[str], int],
                              os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 os.dup2(fd, 1)
                 os.dup2(fd, 2)
-                signal.alarm(max(1, int(timeout_of(line))))
+                seconds = max(1, int(timeout_of(line)))
+                signal.alarm(seconds)
+                limit_resources(seconds * max(1, os.cpu_count() or 1))
                 handle(line)
             except BaseException:  # noqa: BLE001 - exit status says it
                 traceback.print_exc()

@@ -53,8 +53,11 @@ def random_inputs(interpreter, seed: int = 0) -> list[np.ndarray]:
 
 def _interpreter(tflite: bytes, threads: int, name: str):
     from ai_edge_litert.interpreter import Interpreter
+
+    from converters.runtimes.litert import check_io_sizes
     try:
         interp = Interpreter(model_content=bytes(tflite), num_threads=threads)
+        check_io_sizes(interp)
         interp.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
         text = str(exc).strip()

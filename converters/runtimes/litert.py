@@ -37,8 +37,30 @@ def interpreter(tflite: bytes, num_threads: Optional[int] = 1, *,
                 if reference_kernels else OpResolverType.AUTO)
     interp = Interpreter(model_content=bytes(tflite), num_threads=num_threads,
                          experimental_op_resolver_type=resolver)
+    check_io_sizes(interp)
     interp.allocate_tensors()
     return interp
+
+
+def check_io_sizes(interp, limit: Optional[int] = None) -> None:
+    """Refuse, before any allocation, inputs or outputs whose declared
+    shapes need more bytes than a child may take (``limit``, default
+    :func:`converters.runtimes.childproc.memory_cap`): one line naming the
+    tensor, its shape and the cap."""
+    from converters.runtimes.childproc import MEMORY_ENV, memory_cap
+    limit = memory_cap() if limit is None else limit
+    for kind, details in (("input", interp.get_input_details()),
+                          ("output", interp.get_output_details())):
+        for d in details:
+            shape = [max(int(v), 1) for v in d["shape"]]
+            nbytes = int(np.prod(shape, dtype=np.float64)) * \
+                np.dtype(d["dtype"]).itemsize
+            if nbytes > limit // 4:
+                raise ValueError(
+                    f"{kind} {d['name']!r} declares shape {shape} "
+                    f"({nbytes:,} bytes), more than a quarter of the "
+                    f"{limit / 2**30:.1f} GiB a child process may use "
+                    f"({MEMORY_ENV} raises it); the file may be corrupt")
 
 
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:

@@ -37,8 +37,8 @@ from typing import Any
 
 from converters import progress
 from converters.runtimes.childproc import (ChildError, ForkServer,
-                                           describe_exit, python_command,
-                                           serve)
+                                           describe_exit, limit_note,
+                                           python_command, serve)
 
 __all__ = ["SandboxError", "call", "describe_exit", "python_command",
            "shutdown"]
@@ -94,11 +94,15 @@ def call(fn: Callable, *args, name: str = "model",
                 ok, value = pickle.load(f)
             if ok:
                 return value
-            raise value
+            raise _with_limit(value, name, what)
     if code is None or code == -signal.SIGALRM:
         raise SandboxError(f"{name}: {what} did not finish within "
                            f"{timeout:.0f} s and was stopped; the model may "
                            "be malformed or too large for this host")
+    note = limit_note(code, log)
+    if note:
+        raise SandboxError(f"{name}: {what} "
+                           f"{describe_exit(code, _last_line(log))}; {note}")
     if code < 0:
         raise SandboxError(
             f"{name}: {what} {describe_exit(code, _last_line(log))}; the file "
@@ -106,6 +110,19 @@ def call(fn: Callable, *args, name: str = "model",
             "`tfcompress inspect`)")
     raise SandboxError(f"{name}: {what} failed in its child process "
                        f"({describe_exit(code, _last_line(log))})")
+
+
+def _with_limit(exc: BaseException, name: str, what: str) -> BaseException:
+    """The child's exception, saying which resource limit it hit if any."""
+    text = f"{type(exc).__name__}: {exc}"
+    note = limit_note(0, text)
+    if not note:
+        return exc
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = first[len("model: "):] if first.startswith("model: ") else first
+    if isinstance(exc, MemoryError):
+        first = f"MemoryError: {first}"
+    return SandboxError(f"{name}: {what} failed: {first}; {note}")
 
 
 def _last_line(log: str) -> str:

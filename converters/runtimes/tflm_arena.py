@@ -44,6 +44,7 @@ def _worker_cmd(args: Sequence[object]):
 
 def _call_worker(args: Sequence[object], timeout: float):
     cmd, env = _worker_cmd(args)
+    env["TFCOMPRESS_CHILD_CPU"] = str(int(timeout) * (os.cpu_count() or 1))
     try:
         proc = subprocess.run(cmd, check=False, capture_output=True,
                               text=True, timeout=timeout, env=env)
@@ -67,9 +68,11 @@ def _tflm_message(stderr: str) -> str:
 def _describe_exit(code: int | None, stderr: str) -> str:
     if code is None:
         return stderr
+    note = childproc.limit_note(code, stderr)
+    note = f" ({note})" if note else ""
     if code < 0:
-        return childproc.describe_exit(code, _tflm_message(stderr))
-    return _tflm_message(stderr)
+        return childproc.describe_exit(code, _tflm_message(stderr)) + note
+    return _tflm_message(stderr) + note
 
 
 def _num_io(tflite: bytes):

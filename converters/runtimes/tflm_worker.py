@@ -98,9 +98,21 @@ def _invoke_one(interp, xs, details, i, outs, n_outputs) -> None:
                        y.shape[0] == 1 else y)
 
 
+def _limit() -> None:
+    """Cap this process (it reads a user's model) once TFLM is imported."""
+    import os
+
+    from tflite_micro import runtime  # noqa: F401 - counted in the start
+
+    from converters.runtimes.childproc import limit_resources
+    limit_resources(float(os.environ.get("TFCOMPRESS_CHILD_CPU", 0)) or None)
+
+
 def main(argv) -> int:
     try:
         cmd = argv[0]
+        if cmd in ("probe", "run"):
+            _limit()
         if cmd == "probe":
             _probe(argv[1], int(argv[2]), int(argv[3]), "--report" in argv)
         elif cmd == "serve":
@@ -118,8 +130,8 @@ def main(argv) -> int:
         print(f"micro-worker: usage: probe|serve|run ... ({exc})",
               file=sys.stderr)
         return 2
-    except RuntimeError as exc:
-        print(f"micro-worker: {exc}", file=sys.stderr)
+    except (RuntimeError, MemoryError) as exc:
+        print(f"micro-worker: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
     return 0
 

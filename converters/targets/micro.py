@@ -210,7 +210,8 @@ def _check_dynamic_shapes(tflite: bytes) -> None:
         # A -1 batch dimension is normal (the converter fixes it to 1 in
         # ``shape``); -1 elsewhere means a size TFLM cannot plan for.
         if any(s < 0 for s in shape) or any(s < 0 for s in sig[1:]):
-            name = t.Name().decode("utf-8", "replace")
+            raw = t.Name()  # None once names are stripped
+            name = raw.decode("utf-8", "replace") if raw else f"#{i}"
             raise MicroError(
                 f"tensor {name!r} has a dynamic shape (signature {sig}); TFLM "
                 f"plans memory ahead of time and needs fixed shapes: give the "

@@ -9,6 +9,7 @@ is read through :func:`read`.
 from __future__ import annotations
 
 import dataclasses
+import mmap
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -108,12 +109,13 @@ def read(tflite: bytes) -> ModelInfo:
     from tensorflow.lite.python import schema_py_generated as schema_fb
     from tensorflow.lite.tools import flatbuffer_utils
 
-    data = bytes(tflite)
+    data = tflite if isinstance(tflite, (bytes, mmap.mmap)) else bytes(tflite)
     if len(data) < 8 or not schema_fb.Model.ModelBufferHasIdentifier(data, 0):
         raise InvalidModelError(
             "not a TFLite flatbuffer (missing 'TFL3' file identifier)")
     try:
-        model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+        # constant buffers become numpy views of ``data``, not copies
+        model = flatbuffer_utils.read_model_from_bytearray(data)
         return _info(model, len(data), schema_fb, flatbuffer_utils)
     except InvalidModelError:
         raise

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import mmap
+
 
 from converters.tflite import flatbuffer
 from converters.targets import gpu
@@ -48,7 +50,7 @@ def inspect(tflite: bytes) -> dict:
     Raises:
         converters.flatbuffer.InvalidModelError: the bytes are not a .tflite.
     """
-    data = bytes(tflite)
+    data = tflite if isinstance(tflite, (bytes, mmap.mmap)) else bytes(tflite)
     info = flatbuffer.read(data)
     sizes, metadata = _sizes(data)
     gpu_verdict = gpu.check(info)

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+import mmap
 import struct
 
 from converters.tflite.flatbuffer import InvalidModelError
@@ -62,6 +63,11 @@ class _Table:
         buf.need(vtable, self.vsize, f"{what} vtable")
         buf.need(pos, max(tsize, 4), what)
         self.vtable, self.tsize = vtable, tsize
+        for slot in range(4, self.vsize, 2):  # every field inside the table
+            off = buf.u16(vtable + slot)
+            if off and (off < 4 or off >= tsize):
+                raise _Bad(f"{what} field {(slot - 4) // 2} lies outside the "
+                           f"table (offset {off}, table size {tsize})")
 
     def field(self, index: int) -> int | None:
         """Absolute position of field ``index``, or None when absent."""
@@ -164,7 +170,8 @@ def verify(data: bytes, *, name: str = "model",
     Example:
         >>> verify(tflite_bytes, name="build/digits/model.tflite")
     """
-    data = bytes(data)
+    if not isinstance(data, (bytes, bytearray, memoryview, mmap.mmap)):
+        data = bytes(data)   # buffers (a memory-mapped file) are read as is
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise InvalidModelError(
             f"{name}: not a TFLite flatbuffer (missing 'TFL3' file "

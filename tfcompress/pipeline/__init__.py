@@ -5,6 +5,8 @@ Modules:
     stages: ``compress``: run a recipe's stages on a model, with checkpoints.
     jobs: the jobs behind the CLI and ``make tflite``: compress, convert,
         validate, write the artifact set and reports.
+    file_jobs: jobs on a user's .tflite: read (verified), inspect, bench,
+        validate.
     data: load and check user data (``DATA.npz``).
     distribute: ``tf.distribute`` strategies by name; who writes files.
     recipes/: the built-in recipe files.

@@ -22,6 +22,7 @@ def load_npz(path: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """``(x, y)`` from ``path``; ``y`` is ``None`` when absent."""
     if not os.path.isfile(path):
         raise DataError(f"data file {path!r} does not exist")
+    check_declared_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.keys())
@@ -38,7 +39,77 @@ def load_npz(path: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     check_x(x, f"{path}:x")
     if y is not None:
         check_y(y, len(x), f"{path}:y")
-    return x.astype(np.float32), y
+    _check_float32_range(x, f"{path}:x")
+    return x.astype(np.float32, copy=False), y
+
+
+#: environment variable: the most bytes DATA.npz may declare
+MAX_DATA_ENV = "TFCOMPRESS_MAX_DATA_BYTES"
+
+
+def max_data_bytes() -> int:
+    """``$TFCOMPRESS_MAX_DATA_BYTES``, else half the memory available now."""
+    if os.environ.get(MAX_DATA_ENV):
+        return int(float(os.environ[MAX_DATA_ENV]))
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 2
+    except (ValueError, OSError):
+        return 4 << 30
+
+
+def check_declared_sizes(path: str) -> int:
+    """Read the sizes an .npz declares (zip headers and each .npy header)
+    before loading anything: refuse members whose header and zip entry
+    disagree, and a total above :func:`max_data_bytes` (a 1 MB file may
+    declare gigabytes of zeros). Returns the declared bytes."""
+    import zipfile
+    limit, total = max_data_bytes(), 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = (np.lib.format.read_array_header_1_0
+                            if version == (1, 0) else
+                            np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(f)
+                    header = f.tell()
+                if dtype.hasobject:
+                    raise DataError(
+                        f"{path}: not a readable .npz file (array "
+                        f"{info.filename[:-4]!r} holds Python objects, which "
+                        "are never unpickled; save numeric arrays)")
+                nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if nbytes + header != info.file_size:
+                    raise DataError(
+                        f"{path}: array {info.filename[:-4]!r} declares shape "
+                        f"{shape} ({dtype}, {nbytes:,} bytes) but its zip "
+                        f"entry holds {info.file_size - header:,} bytes; the "
+                        "file is corrupt")
+                total += nbytes
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file "
+                        f"({type(exc).__name__}: {exc})") from None
+    if total > limit:
+        raise DataError(f"{path}: declares {total:,} bytes of arrays, more "
+                        f"than the {limit:,} this process may load "
+                        f"({MAX_DATA_ENV} raises it); pass a smaller sample")
+    return total
+
+
+def _check_float32_range(x: np.ndarray, name: str) -> None:
+    """Models compute in float32: refuse finite values it cannot hold."""
+    if x.dtype.kind == "f" and x.dtype.itemsize > 4 and x.size:
+        top = float(np.max(np.abs(x)))
+        if top > float(np.finfo(np.float32).max):
+            raise DataError(f"{name} (shape {x.shape}, {x.dtype}) holds "
+                            f"values up to {top:.3g}, beyond float32's range "
+                            f"({np.finfo(np.float32).max:.3g}); rescale the "
+                            "data")
 
 
 def check_x(x: np.ndarray, name: str = "x",
@@ -82,6 +153,10 @@ def check_y(y: np.ndarray, n: int, name: str = "y",
                         f"has {n}; they must match")
     if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)):
         raise DataError(f"{name} (shape {y.shape}) holds NaN/Inf values")
+    if num_classes is not None and y.ndim == 2 and y.shape[1] > 1:
+        raise DataError(f"{name} has shape {y.shape}: one-hot or per-class "
+                        "values, but the model's classes need one integer "
+                        "label per sample; save y.argmax(axis=1)")
     if num_classes is not None and y.size:
         if not np.issubdtype(y.dtype, np.integer) and not np.all(
                 y == np.round(y)):

@@ -7,6 +7,7 @@ everything and ``passed`` says whether validation passed.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable, Optional
 
@@ -43,7 +44,6 @@ def android_variants(art, model, x_calib, x_eval, y_eval, float_tflite,
     in ``variants`` to the report. With ``reuse`` (``art`` was converted
     with the I/O of ``plan``, an Android plan), ``art`` becomes the int8
     variant with its TFLite Metadata and packed labels."""
-    import os
 
     from converters.targets import android
     from converters.runtimes import latency
@@ -92,6 +92,9 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
     (``tasks``, ``tolerances``, ``min_accuracy``) goes to
     :meth:`converters.Artifact.validate`."""
     from converters import convert
+    from converters.files import prepare_out, staged_dir
+    if out_dir:  # writable, with room: before any conversion
+        prepare_out(out_dir, expected_artifact_bytes(model))
     if not isinstance(model, str):  # a SavedModel path has no Keras weights
         datasets.check_weights(model)
     datasets.check_x(np.asarray(x_calib), "representative data")
@@ -137,14 +140,29 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
             art.report[key].update(value)
         else:
             art.report[key] = value
-    if out_dir and android and not isinstance(model, str):
-        android_variants(art, model, x_calib, x_eval, y_eval, float_tflite,
-                         out_dir, labels=labels, normalization=normalization,
-                         log=log, plan=plan, reuse=app_io)
-    if out_dir:
-        art.save(out_dir)
-        _say(log, f"[{name}] wrote {out_dir}")
+    if not out_dir:
+        return art
+    with staged_dir(out_dir) as stage:  # the set is all-new or all-old
+        if android and not isinstance(model, str):
+            android_variants(art, model, x_calib, x_eval, y_eval,
+                             float_tflite, stage, labels=labels,
+                             normalization=normalization, log=log,
+                             plan=plan, reuse=app_io)
+        art.save(stage, staged=False)
+    _say(log, f"[{name}] wrote {out_dir}")
     return art
+
+
+def expected_artifact_bytes(model) -> int:
+    """A floor for the bytes an artifact set of ``model`` takes: the int8,
+    float16 and LUT models, the C array (about 6 characters a byte) and
+    1 MiB of reports and plots."""
+    if isinstance(model, str):  # a SavedModel folder: its variables
+        params = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
+                     os.walk(model) for f in fs) // 4
+    else:
+        params = int(model.count_params())
+    return (1 << 20) + params * (1 + 2 + 1 + 6)
 
 
 def optimize(model, x, y, recipe, *, target="android", out_dir=None,
@@ -174,6 +192,9 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
     _say(log, f"[{name}] recipe {rec.name}: "
               + " -> ".join(f"{s.kind}({s.epochs} ep)" for s in rec.stages))
     strategy = distribute.get_strategy(strategy)
+    if out_dir and distribute.is_chief(strategy):
+        from converters.files import prepare_out  # before any training
+        prepare_out(out_dir, expected_artifact_bytes(model))
     result = compress(model, (x_tr, y_tr), None, rec, strategy=strategy,
                       **compress_kw)
     train_s = round(time.perf_counter() - started, 2)
@@ -192,175 +213,6 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
             extra={"recipe": rec.to_dict(), "timings": {"train_s": train_s}})
 
 
-def load_tflite(path: str) -> bytes:
-    """The bytes of a user's .tflite file, structurally verified
-    (:func:`converters.verify.verify`) so that no interpreter ever sees a
-    malformed flatbuffer. Raises ``InvalidModelError`` naming the file."""
-    import os
-    from converters.tflite.verify import verify
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file {path!r} does not exist")
-    with open(path, "rb") as f:
-        data = f.read()
-    verify(data, name=path)
-    return data
-
-
-def read_tflite(path: str):
-    """``(bytes, ModelInfo)`` of a verified .tflite file; any parse failure
-    is one ``InvalidModelError`` line naming the file."""
-    from converters.tflite.flatbuffer import InvalidModelError, read
-    data = load_tflite(path)
-    try:
-        return data, read(data)
-    except InvalidModelError as exc:
-        raise InvalidModelError(f"{path}: {exc}") from None
-
-
-def inspect_file(path: str) -> dict:
-    """:func:`converters.inspect.inspect` of a verified .tflite file (pure
-    Python parsing: no interpreter runs)."""
-    from converters.tflite import inspect as inspector
-    from converters.tflite.flatbuffer import InvalidModelError
-    data, _ = read_tflite(path)
-    try:
-        return inspector.inspect(data)
-    except Exception as exc:  # noqa: BLE001 - a verified but odd file
-        raise InvalidModelError(
-            f"{path}: cannot describe the model ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-
-
-def bench_file(path: str, **kwargs) -> dict:
-    """:func:`converters.latency.measure` of a .tflite file, with the
-    interpreter in a child process (:mod:`converters.sandbox`)."""
-    from converters.runtimes import latency
-    from converters.runtimes import sandbox
-    data, _ = read_tflite(path)
-    return sandbox.call(latency.measure, data, name=path,
-                        what="the LiteRT interpreter",
-                        preload=("ai_edge_litert.interpreter",), **kwargs)
-
-
-def validate_file(path: str, x: np.ndarray, y=None, *, target="android",
-                  timeout: float = 900.0, data_name: str = "data",
-                  reference: Optional[str] = None, judging=None):
-    """Validate a .tflite file on data; each output judged by its task.
-
-    ``reference`` (a Keras model file, SavedModel folder or float .tflite)
-    is the float model the outputs are compared with; without it, labels
-    decide alone (see :mod:`converters.verdicts`) and for micro TFLM is
-    compared with LiteRT. ``judging``: ``tasks``, ``tolerances``,
-    ``min_accuracy`` (:meth:`converters.Artifact.validate`).
-
-    The file is verified first; the interpreters run in a child process
-    (:mod:`converters.runtimes.sandbox`), so a model that crashes them ends
-    in one ``SandboxError`` line instead of killing the caller.
-    """
-    from converters import Artifact
-    from converters.runtimes import sandbox
-    from converters.tflite.flatbuffer import InvalidModelError
-    tflite, info = read_tflite(path)
-    _check_data(info, x, y, data_name)
-    mode = _mode_of(tflite)
-    try:
-        art = Artifact(tflite, target=target, mode=mode, name=path)
-    except (ValueError, RuntimeError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a verified but odd file
-        raise InvalidModelError(f"{path}: cannot read the model "
-                                f"({type(exc).__name__}: {exc})") from None
-    judging = dict(judging or {})
-    if reference is not None:
-        judging.update(_reference(reference, x))
-    try:
-        art.report, art.extra_files = sandbox.call(
-            _validate_in_child, tflite, x, y, target, mode, path, judging,
-            name=path, what="validation (LiteRT/TFLM)", timeout=timeout,
-            preload=_VALIDATE_IMPORTS)
-    except (ValueError, RuntimeError) as exc:
-        text = str(exc).strip().splitlines()
-        if not text or path in text[0]:
-            raise
-        try:  # the interpreter's words, with the file they are about
-            named = type(exc)(f"{path}: {text[0]}")
-        except Exception:  # noqa: BLE001 - an exception without (msg)
-            named = RuntimeError(f"{path}: {text[0]}")
-        raise named from None
-    if reference is not None:
-        art.report["reference"] = reference
-    return art
-
-
-def _reference(path: str, x) -> dict:
-    """``validate --reference``: a float .tflite (verified; it runs in the
-    sandbox beside the model) or a Keras / SavedModel file, run here."""
-    import os
-    if path.endswith(".tflite"):
-        return {"reference": load_tflite(path)}
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"reference model {path!r} does not exist")
-    from converters import load_model
-    from converters.runtimes import reference as references
-    from converters.verdicts import hints
-    model = load_model(path)
-    specs = None
-    if getattr(model, "outputs", None) is not None:
-        specs = hints.specs_from_keras(model)
-    xs = x if isinstance(x, (list, tuple)) else [x]
-    return {"reference": references.outputs(model, xs), "specs": specs}
-
-
-#: what the validation child needs: imported once in the sandbox server
-_VALIDATE_IMPORTS = ("converters.conversion.artifact", "converters.targets.micro",
-                     "ai_edge_litert.interpreter",
-                     "tensorflow.lite.python.schema_py_generated",
-                     "tensorflow.lite.tools.flatbuffer_utils")
-
-
-def _validate_in_child(tflite: bytes, x, y, target: str, mode: str,
-                       name: str, judging: dict):
-    """Runs in the sandbox child: the interpreters see the bytes here."""
-    from converters import Artifact
-    art = Artifact(tflite, target=target, mode=mode, name=name)
-    art.int8_io = False  # a user's file: uint8 / int16 / float I/O is fine
-    judging = dict(judging)
-    specs = judging.pop("specs", None)
-    art.validate(x, y, require=False, specs=specs, **judging)
-    return art.report, art.extra_files
-
-
-def _check_data(info, x, y, name: str) -> None:
-    """``x`` fits the model's first input, ``y`` its output classes."""
-    from converters.runtimes.feeds import Feeds
-    if not info.inputs or not info.outputs or isinstance(x, (list, tuple,
-                                                            dict)):
-        return
-    x = np.asarray(x)
-    stateful = Feeds.of(info).stateful  # [S, T, ...]: checked when fed
-    shape = info.input_details[0].shape
-    datasets.check_x(x, f"{name}:x", None if stateful or not shape
-                     else [None, *shape[1:]])
-    if y is not None and not isinstance(y, (list, tuple, dict)):
-        y = np.asarray(y)
-        out = info.output_details[0].shape
-        targets = y.ndim >= 2 and tuple(y.shape[1:]) == tuple(out[1:])
-        classes = out[-1] if len(out) == 2 and out[-1] > 1 and \
-            not targets else None
-        datasets.check_y(y, len(x), f"{name}:y", classes)
-
-
-def _mode_of(tflite: bytes) -> str:
-    from converters import read
-    info = read(tflite)
-    dtypes = {t.dtype for t in info.input_details}
-    if dtypes == {"INT8"}:
-        return "int8"
-    if dtypes == {"INT16"}:
-        return "int16x8"
-    consts = {t.dtype for t in info.tensors if t.buffer_bytes}
-    if "INT4" in consts:
-        return "int4"
-    if "FLOAT16" in consts:
-        return "float16"
-    return "dynamic" if "INT8" in consts else "float32"
+# jobs on a user's .tflite file (re-exported: the CLI and callers use them here)
+from tfcompress.pipeline.file_jobs import (  # noqa: E402,F401
+    bench_file, inspect_file, load_tflite, read_tflite, validate_file)

@@ -211,8 +211,12 @@ class Recipe:
             raise FileNotFoundError(
                 f"recipe file {path!r} does not exist (built-in recipes: "
                 f"{sorted(builtin_names())})")
-        with open(path) as f:
-            text = f.read()
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (UnicodeDecodeError, OSError) as exc:
+            raise RecipeError(f"{path}: not a readable UTF-8 text file "
+                              f"({exc})") from None
         try:
             if path.endswith(".json"):
                 data = json.loads(text)
