@@ -51,11 +51,15 @@ def custom_objects() -> dict:
     """Every class a saved Keras 3 training model may contain (they are
     also registered with ``keras.saving``: importing the modules is
     enough to load)."""
-    from tfcompress.keras3 import (clustering, pruning, quantization,
-                                   quantizers, schedules)
     return {"PruneWrapper": pruning.PruneWrapper,
             "ClusterWrapper": clustering.ClusterWrapper,
             "QuantizeWrapper": quantizers.QuantizeWrapper,
             "FoldedBatchNorm": quantization.FoldedBatchNorm,
             "ConstantSparsity": schedules.ConstantSparsity,
             "PolynomialSparsity": schedules.PolynomialSparsity}
+
+
+# register the wrappers and schedules with keras.saving, so a saved
+# training model loads with plain keras.models.load_model
+from tfcompress.keras3 import (clustering, pruning, quantization,  # noqa: E402,F401
+                               quantizers, schedules)

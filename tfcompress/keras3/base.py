@@ -59,6 +59,10 @@ class WeightWrapper(keras.layers.Wrapper):
     def output(self, outputs, training: bool):
         return outputs
 
+    def run_layer(self, *args, **kwargs):
+        """Call the wrapped layer (its weights already transformed)."""
+        return self.layer(*args, **kwargs)
+
     def effective_weights(self) -> Dict[str, np.ndarray]:
         """``{weight name: numpy value the layer computes with}``."""
         return {n: keras.ops.convert_to_numpy(self.transform(
@@ -91,7 +95,7 @@ class WeightWrapper(keras.layers.Wrapper):
             kwargs = {k: v for k, v in kwargs.items() if k in params}
         with keras.StatelessScope(state_mapping=mapping) as scope:
             before = dict(scope.state_mapping)
-            outputs = self.layer(*args, **kwargs)
+            outputs = self.run_layer(*args, **kwargs)
         for var in self.layer.variables:  # state the layer updated
             new = scope.state_mapping.get(id(var))
             if new is not before.get(id(var)) and id(var) not in targets:
@@ -104,6 +108,10 @@ class WeightWrapper(keras.layers.Wrapper):
 
     def get_config(self):
         return {**super().get_config(), "weight_names": self.weight_names}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return super().from_config(dict(config), custom_objects)
 
 
 def walk(model) -> List:

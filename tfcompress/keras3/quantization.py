@@ -138,12 +138,15 @@ def detect_preserve(layer, names) -> tuple:
         value = keras.ops.convert_to_numpy(resolve(layer, n).value)
         if (value == 0).mean() >= AUTO_SPARSITY:
             found.add("sparsity")
-        if value.size <= 4 * AUTO_CLUSTERS:
-            most = AUTO_CLUSTERS + 1  # too small to tell
-            continue
-        cols = channels_last(value, channel_axis(layer, n)).T
-        most = max(most, max(np.unique(c).size for c in cols))
-    if most <= AUTO_CLUSTERS:
+        distinct = nonzero = 0
+        for col in channels_last(value, channel_axis(layer, n)).T:
+            unique = np.unique(col)
+            most = max(most, unique.size)
+            distinct += int((unique != 0).sum())
+            nonzero += int((col != 0).sum())
+        if distinct == nonzero:  # no value shared: trained, not clustered
+            most = AUTO_CLUSTERS + 1
+    if names and most <= AUTO_CLUSTERS:
         found.add("clusters")
     return tuple(p for p in PRESERVE if p in found), most
 

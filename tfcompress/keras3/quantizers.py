@@ -39,6 +39,32 @@ def quantize_weight(value, axis=None):
                       axis=axis)
 
 
+def _plain_layer_norm(layer) -> bool:
+    """A LayerNormalization over the last axis only, not RMS."""
+    if not isinstance(layer, keras.layers.LayerNormalization) or \
+            getattr(layer, "rms_scaling", False):
+        return False
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) \
+        else [layer.axis]
+    shape = (layer.get_build_config() or {}).get("input_shape")
+    last = [len(shape) - 1] if shape else [-1]
+    return list(axes) in ([-1], last)
+
+
+def layer_norm(layer, x):
+    """LayerNormalization over the last axis in ops that all have int8
+    TFLite kernels (Keras' own lowering negates the mean in float)."""
+    mean = ops.mean(x, axis=-1, keepdims=True)
+    centered = x - mean
+    var = ops.mean(centered * centered, axis=-1, keepdims=True)
+    y = centered * ops.rsqrt(var + layer.epsilon)
+    if layer.scale:
+        y = y * layer.gamma
+    if layer.center:
+        y = y + layer.beta
+    return y
+
+
 @keras.saving.register_keras_serializable("tfcompress")
 class QuantizeWrapper(WeightWrapper):
     """Int8 fake-quant of ``layer``'s weights and output.
@@ -153,6 +179,11 @@ class QuantizeWrapper(WeightWrapper):
         axis = channel_axis(self.layer, name) \
             if name in self.per_channel else None
         return quantize_weight(value, axis)
+
+    def run_layer(self, *args, **kwargs):
+        if _plain_layer_norm(self.layer):
+            return layer_norm(self.layer, args[0])
+        return super().run_layer(*args, **kwargs)
 
     def output(self, outputs, training):
         if not self.quantize_output or isinstance(outputs, (list, tuple)):
