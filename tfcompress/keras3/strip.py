@@ -58,8 +58,9 @@ def strip(model):
     for layer in walk(out):
         if isinstance(layer, QuantizeWrapper) and hasattr(layer, "_ranges"):
             layer.initialize()
-    if getattr(model, "compression_report", None) is not None:
-        out.compression_report = model.compression_report
+    for attr in ("compression_report", "qat_scheme"):
+        if getattr(model, attr, None) is not None:
+            setattr(out, attr, getattr(model, attr))
     return out
 
 
