@@ -302,6 +302,7 @@ def qat_zoo():
     return keras.Model(inp, L.Dense(4, name="logits")(f))
 
 
+@pytest.mark.slow
 def test_qat_layer_coverage_converts_to_int8():
     import converters
     x, y = data((12, 12, 3))
