@@ -24,17 +24,17 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "keras": ("tfcompress.keras2.env", "keras"),
-    "prune": ("tfcompress.keras2.pruning", "prune"),
-    "strip_pruning": ("tfcompress.keras2.pruning", "strip_pruning"),
-    "cluster": ("tfcompress.keras2.clustering", "cluster"),
-    "strip_clustering": ("tfcompress.keras2.clustering", "strip_clustering"),
-    "quantize": ("tfcompress.keras2.quantization", "quantize"),
+    "prune": ("tfcompress.generation", "prune"),
+    "strip_pruning": ("tfcompress.generation", "strip_pruning"),
+    "cluster": ("tfcompress.generation", "cluster"),
+    "strip_clustering": ("tfcompress.generation", "strip_clustering"),
+    "quantize": ("tfcompress.generation", "quantize"),
     "binarize": ("tfcompress.keras2.lowbit", "binarize"),
     "strip_lowbit": ("tfcompress.keras2.lowbit", "strip_lowbit"),
-    "strip": ("tfcompress.keras2.unwrap", "strip"),
+    "strip": ("tfcompress.generation", "strip"),
     "scope": ("tfcompress.keras2.unwrap", "scope"),
     "custom_objects": ("tfcompress.keras2.unwrap", "custom_objects"),
-    "callbacks_for": ("tfcompress.keras2.callbacks", "callbacks_for"),
+    "callbacks_for": ("tfcompress.generation", "callbacks_for"),
     "PruningStep": ("tfcompress.keras2.callbacks", "PruningStep"),
     "SparsityLogger": ("tfcompress.keras2.callbacks", "SparsityLogger"),
     "ConstantSparsity": ("tfcompress.keras2.schedules", "ConstantSparsity"),
@@ -42,7 +42,7 @@ _EXPORTS = {
     "kernel_stats": ("tfcompress.analysis.stats", "kernel_stats"),
     "CompressionReport": ("tfcompress.keras2.selection", "CompressionReport"),
     "Recipe": ("tfcompress.pipeline.recipe", "Recipe"),
-    "compress": ("tfcompress.pipeline.stages", "compress"),
+    "compress": ("tfcompress.generation", "compress"),
     "flatten": ("tfcompress.keras2.nesting", "flatten"),
     "prune_channels": ("tfcompress.keras2.channel_pruning", "prune_channels"),
     "factorize": ("tfcompress.keras2.lowrank", "factorize"),
@@ -50,6 +50,7 @@ _EXPORTS = {
     "analyze_sensitivity": ("tfcompress.analysis.sensitivity", "analyze"),
     "choose_budget": ("tfcompress.analysis.sensitivity", "choose"),
     "load_keras3": ("converters.loading.keras3_files", "load"),
+    "is_keras3": ("tfcompress.generation", "is_keras3"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

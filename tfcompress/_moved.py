@@ -20,7 +20,6 @@ MOVED = {
     "tfcompress.stats": ("tfcompress.analysis.stats",),
     "tfcompress.sensitivity": ("tfcompress.analysis.sensitivity",),
     "tfcompress.files": ("converters.files",),
-    "tfcompress.keras3": ("converters.loading.keras3_files",),
     "tfcompress.report": ("converters.reporting.report",),
     "tfcompress.plots": ("converters.reporting.plots",),
 }

@@ -47,6 +47,7 @@ from converters.conversion.artifact import gzip_bytes  # the size report.json gi
 from tfcompress.keras2 import clustering
 from tfcompress.keras2 import pruning
 from tfcompress.keras2.env import keras
+from tfcompress.generation import is_keras3
 
 __all__ = ["Sensitivity", "Plan", "analyze", "choose", "gzip_bytes",
            "apply_settings", "write", "plot"]
@@ -127,12 +128,19 @@ def _candidates(model) -> List[Tuple[object, bool, List[int]]]:
     """``(layer, prunable, cluster counts allowed)`` for every leaf layer
     with a kernel that pruning or clustering would touch."""
     out = []
+    if is_keras3(model):  # the Keras 3 wrappers' rules
+        from tfcompress.keras3 import clustering as k3c, pruning as k3p
+        prunable_ = lambda l: k3p._skip_reason(l, None, None) is None  # noqa
+        clusters_ = lambda l, k: k3c._skip_reason(l, k, False, None) is None  # noqa
+    else:
+        prunable_ = lambda l: pruning._skip_reason(l, None) is None  # noqa
+        clusters_ = lambda l, k: clustering._skip_reason(l, k, False, None) is None  # noqa
     for layer in model.layers:
-        if not _kernels(layer) or isinstance(layer, keras.Model):
+        if not _kernels(layer) or type(layer).__name__ in (
+                "Functional", "Sequential"):
             continue
-        prunable = pruning._skip_reason(layer, None) is None  # noqa: SLF001
-        ks = [k for k in CLUSTERS + (2, 32, 64, 256)
-              if clustering._skip_reason(layer, k, False, None) is None]  # noqa
+        prunable = prunable_(layer)
+        ks = [k for k in CLUSTERS + (2, 32, 64, 256) if clusters_(layer, k)]
         if prunable or ks:
             out.append((layer, prunable, ks))
     return out
@@ -244,7 +252,11 @@ def _int8_gzip(w: np.ndarray) -> int:
 def apply_settings(model, settings: Dict[str, dict]):
     """A copy of ``model`` with each layer's kernel pruned/clustered per
     ``settings`` (no training)."""
-    copy = keras.models.clone_model(model)
+    if is_keras3(model):
+        import keras as keras3
+        copy = keras3.models.clone_model(model)
+    else:
+        copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     for name, s in settings.items():
         for var in _kernels(copy.get_layer(name)):

@@ -176,7 +176,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
     ``mirrored``, ``multiworker``) is what ``compress`` trains under; in a
     multi-worker cluster only the chief writes ``out_dir``."""
     from tfcompress.pipeline import distribute
-    from tfcompress.pipeline.stages import compress
+    from tfcompress.generation import compress
     from tfcompress.pipeline.recipe import get
     rec = get(recipe)  # fail on a bad recipe before anything else
     if y is None:
