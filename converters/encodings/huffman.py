@@ -212,7 +212,10 @@ def encode(array: np.ndarray) -> Encoded:
     if lengths.max() > 63:
         raise EncodingError("HUFFMAN: a code word longer than 63 bits")
     codes = _canonical(lengths)
-    entries, first, overrun = _tables(_trie(codes, lengths))
+    if len(values) == 1:      # one code word "0"; "1" never occurs
+        entries, first, overrun = [("sym", 0, 1)] * 2, 1, 0
+    else:
+        entries, first, overrun = _tables(_trie(codes, lengths))
     wide = array.dtype == np.int16 or any(
         kind == "link" and a - pos > _OFFSET_16
         for pos, (kind, a, _) in enumerate(entries))

@@ -85,7 +85,7 @@ class Plan:
     fits: bool
     message: str
     budget: dict
-    zero_point_bytes: int = 0
+    compaction_bytes: int = 0
 
     @property
     def encoded(self) -> list[TensorPlan]:
@@ -146,19 +146,27 @@ def _random_inputs(tflite: bytes, n: int = 16) -> list[np.ndarray]:
 
 
 def prove(plain: bytes, encoded: bytes, inputs, *,
-          arena: int | None = None) -> int:
+          plain_arena: int | None = None, arena: int | None = None) -> int:
     """Raise unless TFLM gives ``encoded`` the same outputs as ``plain``,
-    bit for bit, on every sample of ``inputs``. Returns the sample count."""
+    bit for bit, on every sample of ``inputs``. Returns the sample count.
+
+    Arenas default to 16 MiB (any arena that suffices gives the same
+    outputs); pass measured sizes to save memory."""
     from converters.runtimes import tflm
-    want = tflm.run(plain, inputs)
-    got = tflm.run(encoded, inputs, arena_size=arena)
+    big = 16 * 1024 * 1024
+    want = tflm.run(plain, inputs, arena_size=plain_arena or big)
+    try:
+        got = tflm.run(encoded, inputs, arena_size=arena or big)
+    except MicroError as exc:
+        raise EncodingError(f"TFLM refuses the encoded model: {exc}") \
+            from None
     for k, (a, b) in enumerate(zip(want, got)):
         if a.shape != b.shape or not np.array_equal(a, b):
             bad = int(np.sum(np.any(a.reshape(len(a), -1) !=
                                     b.reshape(len(b), -1), axis=1)))
             raise EncodingError(
                 f"the encoded model changes output {k} in TFLM on {bad} of "
-                f"{len(a)} samples; the plain model is unchanged on disk")
+                f"{len(a)} samples")
     return int(len(want[0]))
 
 
@@ -226,17 +234,16 @@ def plan(tflite: bytes, inputs=None, *, ram: int | None = None,
     saving = sorted((r for r in rows if r.flash_saved > 0),
                     key=lambda r: -r.flash_saved)
     best = measured[0]
-    if saving:
+    if saving and _ram_ok(best, budget):   # else: encodings only add arena
         every = measure("all encoded", [r.index for r in saving])
-        if _ram_ok(every, budget):
-            best = every
-        elif _ram_ok(best, budget):
-            best = _greedy(saving, measure, budget, best)
+        best = every if _ram_ok(every, budget) else \
+            _greedy(saving, measure, budget, best)
     _explain(rows, saving, best, budget)
     model = best.get("model", tflite)
     if best["encoded"]:
         prove(tflite, model, inputs if inputs is not None
-              else _random_inputs(tflite), arena=best["arena_recommended"])
+              else _random_inputs(tflite), plain_arena=plain_rec,
+              arena=best["arena_recommended"])
     for r in rows:
         if r.index not in best["encoded"]:
             r.encoding, r.bytes_after, r.decoded_ram = "none", r.bytes_before, 0
@@ -248,7 +255,7 @@ def plan(tflite: bytes, inputs=None, *, ram: int | None = None,
                 plain_flash=len(tflite), plain_arena=plain_arena,
                 measured=measured, chosen=best["label"], fits=fits,
                 message=_message(best, measured, budget, fits),
-                budget=budget, zero_point_bytes=len(tflite) - len(shared))
+                budget=budget, compaction_bytes=len(tflite) - len(shared))
 
 
 def _candidates(tflite: bytes, base: int, names: dict, methods):
