@@ -208,7 +208,7 @@ def bench_digits(res: dict) -> None:
         r = art.report
         micro = r["validation"].get("micro", {})
         rows[label] = {
-            "key": recipe, "tflite": art.tflite,
+            "key": recipe, "tflite": art.plain_tflite,
             "acc": r["validation"]["litert"].get("accuracy"),
             "arena": micro.get("arena_bytes"),
             "arena_rec": micro.get("arena_recommended"),
@@ -266,7 +266,7 @@ def bench_sine(res: dict, epochs: int) -> None:
     res["sine"] = {
         "float32": {"bytes": len(f32), "gzip": gz(f32),
                     "mae": litert_metric(f32, xt, yt, "mae")},
-        "int8": {"bytes": len(art.tflite), "gzip": gz(art.tflite),
+        "int8": {"bytes": len(art.plain_tflite), "gzip": gz(art.plain_tflite),
                  "mae": r["validation"]["litert"].get("mae"),
                  "arena": micro.get("arena_bytes"),
                  "arena_rec": micro.get("arena_recommended"),

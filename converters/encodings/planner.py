@@ -99,13 +99,14 @@ class Plan:
         return out
 
 
-def names_of(tflite: bytes) -> dict[int, str]:
+def names_of(tflite) -> dict[int, str]:
     """Tensor index -> ``"<layer> weights"``/``"<layer> bias"`` for the
     constant inputs of each op (layer names come from tensor names; a
-    stripped model gives ``"op #k"``)."""
+    stripped model gives ``"op #k"``). Takes bytes or a ``ModelInfo``."""
     from converters.targets import micro
     from converters.tflite import flatbuffer
-    info = flatbuffer.read(tflite)
+    info = tflite if isinstance(tflite, flatbuffer.ModelInfo) else \
+        flatbuffer.read(tflite)
     out: dict[int, str] = {}
     for op in info.operators:
         for pos, i in enumerate(op.inputs):
@@ -184,7 +185,8 @@ def _ram_ok(m: dict, budget: dict) -> bool:
 def plan(tflite: bytes, inputs=None, *, ram: int | None = None,
          flash: int | None = None, ram_reserved: int = 0,
          flash_reserved: int = 0, names: Mapping[int, str] | None = None,
-         methods: Sequence[str] = tuple(ENCODERS)) -> Plan:
+         methods: Sequence[str] = tuple(ENCODERS),
+         plain_arena: int | None = None) -> Plan:
     """Choose, build, measure and prove the encodings of a TFLM model.
 
     Args:
@@ -198,6 +200,7 @@ def plan(tflite: bytes, inputs=None, *, ram: int | None = None,
         names: tensor index -> name for the report (names are usually
             stripped from a micro model by now).
         methods: encodings allowed (subset of ``huffman``, ``prune``, ``lut``).
+        plain_arena: the plain model's measured minimum arena, when known.
 
     Raises:
         EncodingError: an encoded model TFLM refuses, or one whose outputs
@@ -213,7 +216,11 @@ def plan(tflite: bytes, inputs=None, *, ram: int | None = None,
     names = dict(names or names_of(tflite))
     shared = decode.apply(tflite, {})
     rows, built = _candidates(tflite, len(shared), names, methods)
-    plain_arena, plain_rec = _arena(tflite)
+    if plain_arena is None:
+        plain_arena, plain_rec = _arena(tflite)
+    else:
+        from converters.runtimes.tflm_arena import arena_margin
+        plain_rec = int(plain_arena) + arena_margin(int(plain_arena))
     measured = [{"label": "plain", "encoded": [], "flash": len(tflite),
                  "arena": plain_arena, "arena_recommended": plain_rec,
                  "fits": _fits(len(tflite), plain_rec, budget)}]
