@@ -113,7 +113,7 @@ def _sparse_model(seed=3):
     conv.inference_input_type = conv.inference_output_type = tf.int8
     named = conv.convert()
     xq = rng.integers(-128, 128, (24, 256)).astype(np.int8)
-    return flatbuffer.strip_strings(named), xq, planner.names_of(named)
+    return flatbuffer.strip_strings(named), xq, planner.names_of(named), model
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def _int8_weights(tflite):
 
 @pytest.mark.parametrize("method", ["prune", "huffman", "lut"])
 def test_encoded_model_is_smaller_and_bit_identical_in_tflm(sparse, method):
-    tflite, xq, names = sparse
+    tflite, xq, names, _ = sparse
     weights = _int8_weights(tflite)
     assert len(weights) == 2
     encs = {c.index: planner.ENCODERS[method](c) for c in weights}
@@ -146,7 +146,7 @@ def test_encoded_model_is_smaller_and_bit_identical_in_tflm(sparse, method):
 
 
 def test_prove_catches_a_wrong_encoding(sparse):
-    tflite, xq, names = sparse
+    tflite, xq, names, _ = sparse
     c = _int8_weights(tflite)[-1]
     wrong = c.array.copy()
     wrong.flat[np.flatnonzero(wrong)[0]] += 1   # one weight off by one LSB
@@ -157,7 +157,7 @@ def test_prove_catches_a_wrong_encoding(sparse):
 
 def test_planner_cuts_flash_within_plain_arena_plus_2k(sparse, tmp_path):
     from converters.reporting import plots
-    tflite, xq, names = sparse
+    tflite, xq, names, _ = sparse
     plain_arena = tflm.find_arena(tflite)
     ram = plain_arena + tflm.arena_margin(plain_arena) + 2048
     p = planner.plan(tflite, xq, ram=ram, names=names)
@@ -179,7 +179,27 @@ def test_planner_cuts_flash_within_plain_arena_plus_2k(sparse, tmp_path):
 
 
 def test_planner_says_when_nothing_fits(sparse):
-    tflite, xq, names = sparse
+    tflite, xq, names, _ = sparse
     p = planner.plan(tflite, xq, ram=256, flash=100_000)
     assert not p.fits and p.tflite == tflite
     assert p.message.startswith("nothing fits") and "RAM" in p.message
+
+
+@pytest.mark.slow
+def test_micro_artifact_ships_the_planned_model_within_its_ram(sparse):
+    from converters import convert
+    tflite, _, _, model = sparse
+    x = np.random.default_rng(7).normal(size=(48, 256)).astype(np.float32)
+    art = convert(model, x, target="micro")
+    plain_arena = tflm.find_arena(art.tflite)
+    ram = plain_arena + tflm.arena_margin(plain_arena) + 2048
+    art.device = {"ram": ram, "flash": 1 << 20}
+    report = art.validate(x)
+    assert report["validation"]["passed"]
+    assert "TFLM_DECODE" in flatbuffer.read(art.tflite).op_names
+    assert len(art.tflite) == report["tflite"]["bytes"] < \
+        report["tflite"]["bytes_plain"] == len(art.plain_tflite)
+    micro = report["validation"]["micro"]
+    assert micro["arena_recommended"] <= ram and report["budget"]["fits_ram"]
+    assert report["budget"]["flash"]["used"] == len(art.tflite)
+    assert report["encodings"]["chosen"] != "all encoded"
