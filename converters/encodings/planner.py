@@ -328,9 +328,8 @@ def _explain(rows, saving, best, budget) -> None:
 
 
 def _listing(options: dict) -> str:
-    return ", ".join(f"{m} {v} B" for m, v in sorted(
-        options.items(), key=lambda kv: str(kv[1]))
-        if isinstance(v, int))
+    sizes = sorted((v, m) for m, v in options.items() if isinstance(v, int))
+    return ", ".join(f"{m} {v} B" for v, m in sizes)
 
 
 def _message(best: dict, measured: list[dict], budget: dict,
