@@ -97,6 +97,9 @@ class Artifact:
         Returns the report; with ``require`` a failed check raises
         :class:`ValidationError` after the report is filled in.
         """
+        if self._plain_tflite is not None:  # again: plan from the plain model
+            self.tflite, self._plain_tflite = self._plain_tflite, None
+            self.info = flatbuffer.read(self.tflite)
         self.check()
         started = time.perf_counter()
         run = litert.run(self.tflite, x)
