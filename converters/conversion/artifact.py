@@ -37,6 +37,7 @@ class Artifact:
         self.report: dict = {"name": name, "target": target, "mode": mode,
                              "tflite": self._describe(), "validation": {}}
         self.extra_files: dict = {}
+        self._plain_tflite: bytes | None = None
         self.device = None  # micro: a budgets profile name or {ram, flash}
         self.io = "int8"  # int8 mode: the I/O type (android: uint8, float32)
         #: conversion contract: int8 models have ``io`` I/O (a user's own
@@ -130,6 +131,9 @@ class Artifact:
         """
         from converters.runtimes import validation
         from converters.verdicts import hints
+        if self._plain_tflite is not None:  # again: plan from the plain model
+            self.tflite, self._plain_tflite = self._plain_tflite, None
+            self.info = flatbuffer.read(self.tflite)
         self.check()
         reference = self.keras_model if reference is None else reference
         if specs is None and getattr(reference, "outputs", None) is not None:
@@ -143,7 +147,7 @@ class Artifact:
             self.report["keras"] = result.keras
         failures = list(result.failures)
         if self.target == "micro":
-            failures += self._validate_lut(result)
+            failures += self._plan_encodings(result)
             self._fit_budgets()
         self.report["validation"]["passed"] = not failures
         self.report["validation"]["failures"] = failures
@@ -151,49 +155,50 @@ class Artifact:
             raise ValidationError(f"{self.name}: " + "; ".join(failures))
         return self.report
 
-    def _validate_lut(self, ref) -> List[str]:
-        """LUT-compress clustered weights (TFLM ``DECODE``), validate the
-        compressed model in TFLM against the same reference, keep it as
-        ``model_lut.tflite``."""
-        from converters.encodings import lut
-        from converters.targets import micro
+    def _plan_encodings(self, ref) -> List[str]:
+        """Choose the one model the micro artifact ships: the plain int8
+        model, or one with constant tensors stored encoded (LUT, PRUNE,
+        HUFFMAN) where the flash/RAM plan for ``self.device`` says it pays
+        (no device: the smallest flash). An encoded model is proven
+        bit-identical to the plain one in TFLM, validated against LiteRT
+        like it, and replaces ``self.tflite``; the report describes it."""
+        from converters.encodings import planner
         from converters.runtimes import tflm
-        # verify=False: the TFLM run below validates the compressed model
-        # and bisects its arena; the uncompressed arena is already known.
-        small, stats = lut.compress_clustered(self.tflite, verify=False)
-        keep = ("bytes_before", "bytes_after", "saved_bytes",
-                "weight_bytes_before", "weight_bytes_after",
-                "tensors_compressed", "bits", "reason")
-        summary = {k: stats[k] for k in keep if k in stats}
-        self.report["validation"]["micro_lut"] = summary
-        if small is None:
+        from converters.targets import budgets
+        ram = flash = None
+        if isinstance(self.device, dict):
+            ram, flash = self.device.get("ram"), self.device.get("flash")
+        elif self.device is not None:
+            profile = budgets.get(self.device)
+            ram, flash = profile.ram, profile.flash
+        plain = self.report["validation"]["micro"]
+        plan = planner.plan(self.tflite, ref.raw_inputs, ram=ram, flash=flash,
+                            names=planner.names_of(self.info),
+                            plain_arena=plain["arena_bytes"])
+        self.report["encodings"] = plan.to_dict()
+        if not plan.encoded:
             return []
-        try:
-            check = tflm.validate(small, ref.raw_inputs, ref.raw_reference,
-                                  sequences=ref.feeds.stateful)
-        except micro.MicroError as exc:
-            raise lut.not_runnable(exc) from None
-        summary.update(agreement=check["agreement"],
-                       max_abs_lsb=check["max_abs_lsb"],
-                       arena_before=self.report["validation"]["micro"][
-                           "arena_bytes"],
-                       arena_after=check["arena_bytes"],
-                       arena_bytes=check["arena_bytes"],
-                       passed=check["passed"])
-        self.extra_files["model_lut.tflite"] = small
+        check = tflm.validate(plan.tflite, ref.raw_inputs, ref.raw_reference,
+                              sequences=ref.feeds.stateful)
+        check["plain"] = {"bytes": len(self.tflite), **{
+            k: plain[k] for k in ("arena_bytes", "arena_recommended",
+                                  "agreement", "max_abs_lsb") if k in plain}}
+        self.report["validation"]["micro"] = check
+        self.report["tflite"].update(bytes=len(plan.tflite),
+                                     gzip_bytes=gzip_bytes(plan.tflite),
+                                     bytes_plain=len(self.tflite))
+        self._plain_tflite, self.tflite = self.tflite, plan.tflite
+        self.info = flatbuffer.read(self.tflite)
         return [] if check["passed"] else [
-            "LUT-compressed model differs from LiteRT in TFLM"]
+            "the encoded model differs from LiteRT in TFLM"]
 
     def _fit_budgets(self) -> None:
-        """Model flash (LUT-compressed when that validated) and recommended
-        arena against every device profile, and against ``self.device``
-        (a profile name or ``{"ram": .., "flash": ..}``) as ``budget``."""
+        """The shipped model's flash and recommended arena against every
+        device profile, and against ``self.device`` (a profile name or
+        ``{"ram": .., "flash": ..}``) as ``budget``."""
         from converters.targets import budgets
-        micro = self.report["validation"]["micro"]
-        lut = self.report["validation"].get("micro_lut", {})
-        flash = lut.get("bytes_after") if "passed" in lut else len(self.tflite)
-        arena = lut.get("arena_bytes", micro["arena_recommended"]) \
-            if "passed" in lut else micro["arena_recommended"]
+        flash = len(self.tflite)
+        arena = self.report["validation"]["micro"]["arena_recommended"]
         self.report["budgets"] = {
             name: budgets.fit(name, model_bytes=flash, arena_bytes=arena)
             for name in sorted(budgets.PROFILES)}
@@ -203,6 +208,13 @@ class Artifact:
             profile = None if isinstance(device, dict) else device
             self.report["budget"] = budgets.fit(
                 profile, model_bytes=flash, arena_bytes=arena, **kwargs)
+
+    @property
+    def plain_tflite(self) -> bytes:
+        """The model LiteRT can run: for a micro artifact whose weights
+        ship encoded, the plain int8 model they were proven against (LiteRT
+        has no DECODE op); else :attr:`tflite` itself."""
+        return self._plain_tflite or self.tflite
 
     @property
     def passed(self) -> bool:

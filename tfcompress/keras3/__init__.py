@@ -12,7 +12,9 @@ Modules: :mod:`~tfcompress.keras3.base` (wrapper base, model rewrite),
 :mod:`~tfcompress.keras3.quantizers`, :mod:`~tfcompress.keras3.schedules`,
 :mod:`~tfcompress.keras3.callbacks` (``fit`` callbacks and custom-loop
 hooks), :mod:`~tfcompress.keras3.strip`, :mod:`~tfcompress.keras3.stages`
-(recipes).
+(recipes), :mod:`~tfcompress.keras3.selection` (which layers a technique
+takes) and :mod:`~tfcompress.keras3.report` (compressed / skipped layers
+with reasons).
 """
 
 import importlib
