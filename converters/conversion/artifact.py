@@ -189,11 +189,19 @@ class Artifact:
         return bool(self.report["validation"].get("passed"))
 
     # -- output -----------------------------------------------------------
-    def save(self, out_dir: str) -> List[str]:
+    def save(self, out_dir: str, *, shipping: bool = True) -> List[str]:
         """Write ``model.tflite``, ``report.json`` and, for micro,
-        ``model_data.cc``/``.h``; each file atomically."""
+        ``model_data.cc``/``.h``; each file atomically.
+
+        With ``shipping=False`` (a model that failed a check) the model is
+        written as ``model.rejected.tflite`` beside the report, no C source
+        is written, and shipping-named files a previous run left in
+        ``out_dir`` are removed, so nothing under a shipping name is stale.
+        """
         from converters.files import atomic_write
         os.makedirs(out_dir, exist_ok=True)
+        if not shipping:
+            return self._save_rejected(out_dir)
         paths = [atomic_write(os.path.join(out_dir, "model.tflite"),
                               self.tflite)]
         for name, data in self.extra_files.items():
@@ -214,6 +222,19 @@ class Artifact:
         paths += [os.path.join(out_dir, n) for n in
                   ("report.json", "report.md", *images.values())]
         return paths
+
+    def _save_rejected(self, out_dir: str) -> List[str]:
+        from converters.files import atomic_write
+        for stale in ("model.tflite", "model_data.cc", "model_data.h",
+                      *self.extra_files):
+            if os.path.exists(os.path.join(out_dir, stale)):
+                os.remove(os.path.join(out_dir, stale))
+        paths = [atomic_write(os.path.join(out_dir, "model.rejected.tflite"),
+                              self.tflite)]
+        from converters.reporting import report as reports
+        images = reports.write(self.report, out_dir)
+        return paths + [os.path.join(out_dir, n) for n in
+                        ("report.json", "report.md", *images.values())]
 
 
 def gzip_bytes(data: bytes) -> int:

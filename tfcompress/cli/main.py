@@ -80,6 +80,8 @@ def _summary(report: dict) -> None:
 
 def _finish(art) -> None:
     _summary(art.report)
+    if art.report["validation"].get("failure"):  # the accuracy guard
+        _fail(art.report["validation"]["failure"])
     if not art.passed:
         _fail(f"validation failed for {art.name}: "
               f"{json.dumps(art.report['validation'].get('litert', {}))}")
@@ -144,10 +146,21 @@ def main():
               default="none", show_default=True,
               help="tf.distribute strategy to train under; multiworker reads "
                    "TF_CONFIG and only the chief writes --out.")
+@click.option("--val", "val_path", type=click.Path(), default=None,
+              help="Separate validation DATA.npz; all of --data then trains "
+                   "(--holdout is ignored).")
+@click.option("--epochs", type=float, default=None,
+              help="Multiply every stage's epochs (e.g. 2 or 0.5).")
+@click.option("--seed", type=int, default=None,
+              help="Seed the training for a reproducible run.")
+@click.option("--max-accuracy-drop", type=float, default=0.01,
+              show_default=True,
+              help="Largest accuracy loss vs the float model and vs int8 "
+                   "PTQ, a fraction (0.01 = 1 point); more is rejected.")
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
              checkpoint_dir, device, ram, flash, labels_path, normalization,
-             unsafe, strategy):
+             unsafe, strategy, val_path, epochs, seed, max_accuracy_drop):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -158,6 +171,17 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
     from tfcompress.pipeline.recipe import Recipe
     rec = Recipe.load(recipe)
     x, y = _load_data(data_path)
+    val = _load_data(val_path) if val_path is not None else None
+    if val is not None and val[1] is None:
+        raise click.BadParameter(f"{val_path} has no labels 'y'",
+                                 param_hint="--val")
+    if epochs is not None and epochs <= 0:
+        raise click.BadParameter(f"should be > 0, got {epochs}",
+                                 param_hint="--epochs")
+    if not 0 <= max_accuracy_drop < 1:
+        raise click.BadParameter(
+            f"a fraction in [0, 1) (0.01 = 1 point), got {max_accuracy_drop}",
+            param_hint="--max-accuracy-drop")
     from tfcompress.pipeline.distribute import get_strategy
     strategy = get_strategy(strategy)  # multiworker: before any TF work
     from converters import load_model
@@ -168,7 +192,8 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
                             holdout=holdout, log=_log,
                             checkpoint_dir=checkpoint_dir,
                             device=_device(device, ram, flash),
-                            strategy=strategy,
+                            strategy=strategy, val=val, epochs=epochs,
+                            seed=seed, max_accuracy_drop=max_accuracy_drop,
                             **_android_options(labels_path, normalization))
     _finish(art)
 

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from tfcompress.pipeline import data as datasets
+from tfcompress.pipeline.verdict import MAX_DROP
 from tfcompress.analysis import stats
 
 
@@ -74,11 +75,16 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                          name="model", float_model=None, stages=None,
                          layer_report=None, log=None, device=None,
                          labels=None, normalization=None, extra=None,
-                         android=None):
+                         android=None, max_accuracy_drop=None, recipe=None):
     """Convert ``model``, validate it on ``(x_eval, y_eval)``, save to
     ``out_dir``. ``float_model`` (default: ``model``) gives the float baseline
     for size and accuracy. ``android`` (default: ``target == "android"``)
-    also writes ``out_dir/android/`` and the latency comparison."""
+    also writes ``out_dir/android/`` and the latency comparison.
+
+    With ``max_accuracy_drop`` (a fraction) and a ``float_model``, the
+    accuracy guard of :mod:`tfcompress.pipeline.verdict` applies: the model
+    is compared with the float model and with its int8 PTQ, and one that
+    lost more is saved as ``model.rejected.tflite`` (``passed`` False)."""
     from converters import convert
     if not isinstance(model, str):  # a SavedModel path has no Keras weights
         datasets.check_weights(model)
@@ -88,6 +94,9 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
               f"{min(len(x_calib), 500)} calibration samples")
     art = convert(model, x_calib, target=target, mode=mode, name=name)
     art.device = device
+    guard = max_accuracy_drop is not None and float_model is not None
+    if guard:  # agreement and accuracy against the user's float model
+        art.keras_model = float_model
     _say(log, f"[{name}] validating on {len(x_eval)} samples in LiteRT"
               + (" and TFLM (arena bisection)" if target == "micro" else ""))
     art.validate(x_eval, y_eval, require=False)
@@ -113,23 +122,38 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
             art.report[key].update(value)
         else:
             art.report[key] = value
+    shipping = True
+    if guard:
+        from tfcompress.pipeline import verdict as guards
+        shipping = guards.apply(art, float_model, x_calib, x_eval, y_eval,
+                                float_tflite, max_drop=max_accuracy_drop,
+                                recipe=recipe, out_dir=out_dir, log=log)
     if android is None:
         android = target == "android" and mode == "int8"
-    if out_dir and android and not isinstance(model, str):
+    if out_dir and android and shipping and not isinstance(model, str):
         android_variants(art, model, x_calib, x_eval, y_eval, float_tflite,
                          out_dir, labels=labels, normalization=normalization,
                          log=log)
     if out_dir:
-        art.save(out_dir)
-        _say(log, f"[{name}] wrote {out_dir}")
+        art.save(out_dir, shipping=shipping)
+        _say(log, f"[{name}] wrote {out_dir}" + (
+            "" if shipping else " (model.rejected.tflite: not shipped)"))
     return art
 
 
 def optimize(model, x, y, recipe, *, target="android", out_dir=None,
              name="model", holdout=datasets.HOLDOUT, log=None, device=None,
-             strategy=None, labels=None, normalization=None, **compress_kw):
-    """Run ``recipe`` on ``model`` with ``(x, y)``, then convert and validate
-    on a seeded ``holdout`` share of the data.
+             strategy=None, labels=None, normalization=None, val=None,
+             epochs=None, seed=None, max_accuracy_drop=MAX_DROP,
+             **compress_kw):
+    """Run ``recipe`` on ``model`` with ``(x, y)``, then convert, validate
+    and judge the result against the float model and its int8 PTQ.
+
+    Validation data: ``val`` (``(x, y)``, e.g. ``--val DATA.npz``), all of
+    ``(x, y)`` then trains; else a seeded ``holdout`` share of ``(x, y)``.
+    The stages restore their best epoch on it, and the accuracy guard
+    (``max_accuracy_drop``, a fraction; ``None`` turns it off) judges on it.
+    ``epochs`` multiplies every stage's epochs; ``seed`` seeds the stages.
 
     ``strategy`` (a ``tf.distribute`` strategy or a name: ``none``,
     ``mirrored``, ``multiworker``) is what ``compress`` trains under; in a
@@ -138,17 +162,31 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
     from tfcompress.pipeline.stages import compress
     from tfcompress.pipeline.recipe import get
     rec = get(recipe)  # fail on a bad recipe before anything else
+    if epochs is not None:
+        rec.fit["epochs_scale"] = float(epochs)
+    if seed is not None:
+        rec.fit["seed"] = int(seed)
     if y is None:
         raise datasets.DataError("optimize needs labels: DATA.npz has no 'y'")
     datasets.check_for_model(x, y, model)
     datasets.check_weights(model)
-    (x_tr, y_tr), (x_ho, y_ho) = datasets.split(x, y, holdout)
+    if val is not None:
+        (x_tr, y_tr), (x_ho, y_ho) = (x, y), val
+        datasets.check_for_model(x_ho, y_ho, model, "validation data")
+        source = "separate validation data (--val)"
+    else:
+        (x_tr, y_tr), (x_ho, y_ho) = datasets.split(x, y, holdout)
+        source = f"seeded {holdout:.0%} holdout of the data"
+    data_info = {"trained": int(len(x_tr)), "validated": int(len(x_ho)),
+                 "validation": source}
     started = time.perf_counter()
     _say(log, f"[{name}] recipe {rec.name}: "
-              + " -> ".join(f"{s.kind}({s.epochs} ep)" for s in rec.stages))
+              + " -> ".join(f"{s.kind}({s.epochs} ep)" for s in rec.stages)
+              + f"; {len(x_tr)} samples train, {len(x_ho)} validate "
+              f"({source})")
     strategy = distribute.get_strategy(strategy)
-    result = compress(model, (x_tr, y_tr), None, rec, strategy=strategy,
-                      **compress_kw)
+    result = compress(model, (x_tr, y_tr), (x_ho, y_ho), rec,
+                      strategy=strategy, **compress_kw)
     train_s = round(time.perf_counter() - started, 2)
     if out_dir and not distribute.is_chief(strategy):
         _say(log, f"[{name}] {distribute.worker_name(strategy)} is not the "
@@ -161,7 +199,10 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
             name=name, float_model=model, stages=result.history,
             layer_report=result.report, log=log, device=device,
             labels=labels, normalization=normalization,
-            extra={"recipe": rec.to_dict(), "timings": {"train_s": train_s}})
+            max_accuracy_drop=max_accuracy_drop, recipe=rec,
+            extra={"recipe": rec.to_dict(), "data": data_info,
+                   "comparison": {"data": data_info},
+                   "timings": {"train_s": train_s}})
 
 
 def load_tflite(path: str) -> bytes:
