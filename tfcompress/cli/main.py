@@ -316,9 +316,13 @@ def _device(name, ram, flash):
               help="Folder for sensitivity.json/.png and recipe.yaml.")
 @click.option("--unsafe", is_flag=True,
               help="Allow loading models that carry code (Lambda layers).")
+@click.option("--weight-bits", is_flag=True,
+              help="Mixed precision: choose 8/4/2/1-bit weights per layer "
+                   "(TFLM LUT); --max-bytes is then the flash bytes of the "
+                   "LUT-compressed int8 model.")
 @_errors
 def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
-                out_dir, unsafe):
+                out_dir, unsafe, weight_bits):
     """Measure per-layer sensitivity and write a recipe that meets a budget.
 
     \b
@@ -337,6 +341,9 @@ def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
     from tfcompress.analysis import sensitivity as sens
     datasets.check_for_model(x, y, keras_model, data_path)
     _log(f"[{_stem(model)}] sweeping {len(keras_model.layers)} layers")
+    if weight_bits:
+        return _mixed_precision(keras_model, x, y, max_bytes,
+                                max_accuracy_drop, epochs, out_dir)
     result = sens.analyze(keras_model, x, y)
     plan = sens.choose(keras_model, result, x, y=y, max_bytes=max_bytes,
                        max_accuracy_drop=max_accuracy_drop)
@@ -344,6 +351,25 @@ def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
     click.echo(f"baseline int8 gzip bytes  {plan.baseline_bytes}")
     click.echo(f"estimated gzip bytes      {plan.estimated_bytes}")
     click.echo(f"predicted accuracy drop   {plan.predicted_drop:.4f}")
+    for key in ("recipe", "png", "json"):
+        if key in paths:
+            click.echo(f"{key:<26}{paths[key]}")
+
+
+def _mixed_precision(model, x, y, max_bytes, max_accuracy_drop, epochs,
+                     out_dir) -> None:
+    from tfcompress.analysis import mixed_precision as mixed
+    result = mixed.analyze(model, x, y)
+    plan = mixed.choose(model, result, x, y, max_bytes=max_bytes,
+                        max_accuracy_drop=max_accuracy_drop)
+    paths = mixed.write(result, plan, out_dir, epochs=epochs)
+    click.echo("uniform weight bits       " + ", ".join(
+        f"{b}: {u['bytes']} B {100 * u['accuracy']:.2f}%"
+        for b, u in plan.uniform.items()))
+    click.echo("chosen bits per layer     " + ", ".join(
+        f"{n}={b}" for n, b in plan.bits.items()))
+    click.echo(f"flash bytes (untrained)   {plan.measured_bytes}")
+    click.echo(f"accuracy drop (untrained) {plan.measured_drop:.4f}")
     for key in ("recipe", "png", "json"):
         if key in paths:
             click.echo(f"{key:<26}{paths[key]}")

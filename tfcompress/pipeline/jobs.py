@@ -179,6 +179,12 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
         source = f"seeded {holdout:.0%} holdout of the data"
     data_info = {"trained": int(len(x_tr)), "validated": int(len(x_ho)),
                  "validation": source}
+    final = None
+    if val is None and rec.fit.get("final_all_data"):
+        final = (x, y)
+        data_info["final_stage_trained"] = int(len(x))
+        data_info["validation"] += (" (the last stage trains on all "
+                                    f"{len(x)} samples, holdout included)")
     started = time.perf_counter()
     _say(log, f"[{name}] recipe {rec.name}: "
               + " -> ".join(f"{s.kind}({s.epochs} ep)" for s in rec.stages)
@@ -186,7 +192,8 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
               f"({source})")
     strategy = distribute.get_strategy(strategy)
     result = compress(model, (x_tr, y_tr), (x_ho, y_ho), rec,
-                      strategy=strategy, **compress_kw)
+                      strategy=strategy, final_train_data=final,
+                      **compress_kw)
     train_s = round(time.perf_counter() - started, 2)
     if out_dir and not distribute.is_chief(strategy):
         _say(log, f"[{name}] {distribute.worker_name(strategy)} is not the "

@@ -156,7 +156,8 @@ STAGE_KINDS: Dict[str, StageKind] = {
 def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
              callbacks: Optional[list] = None,
              checkpoint_dir: Optional[str] = None, strategy=None,
-             log_dir: Optional[str] = None) -> CompressResult:
+             log_dir: Optional[str] = None,
+             final_train_data=None) -> CompressResult:
     """Run every stage of ``recipe`` on ``model``.
 
     Args:
@@ -173,6 +174,9 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
             ``checkpoint_dir`` and ``log_dir``; every worker reads
             ``checkpoint_dir`` to resume, so put it on a shared file system.
         log_dir: TensorBoard directory for sparsity/unique-weight scalars.
+        final_train_data: ``(x, y)`` the last stage trains on instead of
+            ``train_data`` (e.g. training plus validation data), without
+            validation.
 
     Returns:
         :class:`CompressResult`: the deployable model and per-stage history.
@@ -186,23 +190,10 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
     x, y = train_data
     loss, loss_info = training.resolve_loss(fit, model, keras, y)
     metrics = _metrics(fit, fit.get("loss") or loss_info.get("name") or loss)
-    validated = val_data is not None or fit["validation_split"] > 0
-    if fit.get("distill_alpha") is not None and training.can_distill(
-            loss_info, y):
-        from tfcompress.keras2.env import tf
-        logits = training.output_activation(model) not in training.PROBABILITY
-        y = training.distill_targets(model, x, y)
-        if val_data is not None:
-            val_data = (val_data[0], training.distill_targets(
-                model, val_data[0], val_data[1]))
-        loss = training.distill_loss(tf, logits, float(fit["distill_alpha"]),
-                                     float(fit["distill_temperature"]))
-        metrics = [training.label_accuracy(tf)]
-        loss_info = {**loss_info, "distill": {
-            "teacher": "the float model", "alpha": fit["distill_alpha"],
-            "temperature": fit["distill_temperature"]}}
-    n_train = len(x) if val_data is not None else int(
-        len(x) * (1 - fit["validation_split"]))
+    pack = training.distiller(fit, model, loss_info, y)
+    if pack is not None:
+        loss, metrics, loss_info = pack.loss, pack.metrics, pack.info
+    last = len(rec.stages) - 1
     report = []
     history: List[dict] = []
     done = _resume(checkpoint_dir)
@@ -226,6 +217,16 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
             extra = {"input_model": model} if kind.needs_input_model else {}
             wrapped = kind.wrap(stage.params, current, stage_report, previous,
                                 **extra)
+            if i == last and final_train_data is not None:
+                (xs, ys), vs = final_train_data, None
+            else:
+                xs, ys, vs = x, y, val_data
+            validated = vs is not None or fit["validation_split"] > 0
+            n_train = len(xs) if vs is not None else int(
+                len(xs) * (1 - fit["validation_split"]))
+            if pack is not None:  # labels + the float model's outputs
+                ys = pack.targets(xs, ys)
+                vs = None if vs is None else (vs[0], pack.targets(*vs))
             plan = training.stage_plan(stage.params, fit, n_train, stage.kind)
             frozen = training.freeze_batchnorm(wrapped, keras) \
                 if plan.freeze_batchnorm else 0
@@ -239,10 +240,10 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
             wrapped, log_dir=log_dir if chief else None) + _epoch_resume(
             checkpoint_dir, i, chief) + best + list(callbacks or [])
         h = wrapped.fit(
-            x, y, epochs=plan.epochs,
+            xs, ys, epochs=plan.epochs,
             batch_size=stage.params["batch_size"] or fit["batch_size"],
-            validation_data=val_data,
-            validation_split=0.0 if val_data is not None
+            validation_data=vs,
+            validation_split=0.0 if vs is not None
             else fit["validation_split"],
             callbacks=stage_cbs, verbose=fit["verbose"]) if plan.epochs \
             else None

@@ -208,6 +208,35 @@ def monitor_for(metrics: list, fit: dict) -> str:
     return fit.get("monitor") or "val_loss"
 
 
+@dataclasses.dataclass
+class Distiller:
+    """Distillation from the float ``teacher``: the loss and metric to
+    compile with, and :meth:`targets` to pack labels with its outputs."""
+
+    teacher: Any
+    loss: Any
+    metrics: list
+    info: dict
+
+    def targets(self, x, y) -> np.ndarray:
+        return distill_targets(self.teacher, x, y)
+
+
+def distiller(fit: dict, teacher, loss_info: dict, y) -> Optional[Distiller]:
+    """A :class:`Distiller` when ``fit.distill_alpha`` is set and the task
+    is sparse-label classification, else ``None``."""
+    if fit.get("distill_alpha") is None or not can_distill(loss_info, y):
+        return None
+    from tfcompress.keras2.env import tf
+    logits = output_activation(teacher) not in PROBABILITY
+    alpha, temp = float(fit["distill_alpha"]), float(
+        fit["distill_temperature"])
+    return Distiller(teacher, distill_loss(tf, logits, alpha, temp),
+                     [label_accuracy(tf)], {**loss_info, "distill": {
+                         "teacher": "the float model", "alpha": alpha,
+                         "temperature": temp}})
+
+
 def can_distill(loss_info: dict, y) -> bool:
     """Distillation applies to sparse-label classification."""
     y = np.asarray(y)
