@@ -13,6 +13,7 @@ scored in LiteRT on a test split that no step has seen.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -152,18 +153,21 @@ def bench_case(case, seeds) -> dict:
            "ptq": ptq_row(model, data, test), "rows": {}}
     log(f"{name}: float {res['float']:.4f}, PTQ "
         f"{res['ptq']['test_accuracy']:.4f}")
-    recipe, plan, budget = mixed_recipe(model, data)
-    res["mixed_plan"] = {"bits": plan.bits, "budget": budget,
-                         "uniform": {b: u["bytes"] for b, u in
-                                     plan.uniform.items()}}
-    for label, rec in (("prune_qat", "prune_qat"), ("pcqat", "pcqat"),
-                       ("mixed", recipe)):
+    recipes = [("prune_qat", "prune_qat"), ("pcqat", "pcqat")]
+    try:
+        recipe, plan, budget = mixed_recipe(model, data)
+        res["mixed_plan"] = {"bits": plan.bits, "budget": budget,
+                             "uniform": {b: u["bytes"] for b, u in
+                                         plan.uniform.items()}}
+        recipes.append(("mixed", recipe))
+    except ValueError as exc:  # a budget the planner cannot meet
+        log(f"{name}: no mixed-precision plan: {exc}")
+    for label, rec in recipes:
         rows = []
         for seed in seeds:
             log(f"{name}: {label} seed {seed}")
             rows.append(run_recipe(model, data, test, rec, seed, name))
-            log(f"  test {rows[-1]['test_accuracy']:.4f} flash "
-                f"{rows[-1]['flash']}")
+            log(f"  {json.dumps(rows[-1])}")
         res["rows"][label] = rows
     return res
 

@@ -75,7 +75,9 @@ def test_optimize_convert_validate_inspect_bench(files, tmp_path):
     result = _run("optimize", files["model"], "--data", files["data"],
                   "--recipe", files["recipe"], "--target", "android",
                   "--labels", str(labels), "--normalization", "0.5,2",
-                  "--out", out)
+                  # a 55% tiny model judged on 40 samples (2.5 points each);
+                  # the guard itself is tested in test_accuracy_guard.py
+                  "--max-accuracy-drop", "0.5", "--out", out)
     assert result.exit_code == 0, result.output
     report = json.load(open(os.path.join(out, "report.json")))
     assert report["tflite"]["input"]["dtype"] == "int8"

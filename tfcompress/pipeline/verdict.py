@@ -131,15 +131,18 @@ def judge(compressed: dict, ptq: dict, float_metrics: dict, *,
     verdict = Verdict(worst <= max_drop + 1e-9, metric, ref, base, got,
                       max_drop, vs_float, vs_ptq)
     if not verdict.passed:
-        than = "the float model" if worst == vs_float else "int8 PTQ"
-        other = (f" ({100 * vs_ptq:+.2f} vs int8 PTQ)" if than ==
-                 "the float model" and vs_ptq is not None else
-                 f" ({100 * vs_float:+.2f} vs float)")
+        parts = [f"{100 * vs_float:.2f} points below the float model "
+                 f"({100 * ref:.2f}%)"]
+        if vs_ptq is not None:
+            parts.append(f"{100 * vs_ptq:.2f} below int8 PTQ "
+                         f"({100 * base:.2f}%)")
+        if vs_ptq is not None and vs_ptq > vs_float:
+            parts.reverse()
         verdict.message = (
-            f"compressed {metric} {100 * got:.2f}% is {100 * worst:.2f} "
-            f"points below {than} ({100 * (ref if than != 'int8 PTQ' else base):.2f}%)"
-            f"{other}, over --max-accuracy-drop {100 * max_drop:g} point(s); "
-            f"not shipped (written as {REJECTED_NAME}); try: {hint(recipe)}")
+            f"compressed {metric} {100 * got:.2f}% is {' and '.join(parts)}"
+            f", over --max-accuracy-drop {max_drop:g} ({100 * max_drop:g} "
+            f"point{'s' if max_drop != 0.01 else ''}): not shipped (written "
+            f"as {REJECTED_NAME}); try: {hint(recipe)}")
     return verdict
 
 
