@@ -120,7 +120,7 @@ FIT = {
     "distill_temperature": (_NUM, 2.0, lambda v: v > 0),
     "min_steps": (int, 0, lambda v: v >= 0),
     # with a holdout split (no --val): the last stage trains on all the data
-    "final_all_data": (bool, False, None),
+    "final_all_data": (bool, True, None),
     "max_steps": ((int, type(None)), None, lambda v: v is None or v > 0),
 }
 

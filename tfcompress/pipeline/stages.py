@@ -217,13 +217,15 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
             extra = {"input_model": model} if kind.needs_input_model else {}
             wrapped = kind.wrap(stage.params, current, stage_report, previous,
                                 **extra)
-            if i == last and final_train_data is not None:
+            final = i == last and final_train_data is not None
+            if final:  # all the data, no validation
                 (xs, ys), vs = final_train_data, None
             else:
                 xs, ys, vs = x, y, val_data
-            validated = vs is not None or fit["validation_split"] > 0
-            n_train = len(xs) if vs is not None else int(
-                len(xs) * (1 - fit["validation_split"]))
+            split = 0.0 if final or vs is not None else \
+                fit["validation_split"]
+            validated = vs is not None or split > 0
+            n_train = int(len(xs) * (1 - split))
             if pack is not None:  # labels + the float model's outputs
                 ys = pack.targets(xs, ys)
                 vs = None if vs is None else (vs[0], pack.targets(*vs))
@@ -242,9 +244,7 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
         h = wrapped.fit(
             xs, ys, epochs=plan.epochs,
             batch_size=stage.params["batch_size"] or fit["batch_size"],
-            validation_data=vs,
-            validation_split=0.0 if vs is not None
-            else fit["validation_split"],
+            validation_data=vs, validation_split=split,
             callbacks=stage_cbs, verbose=fit["verbose"]) if plan.epochs \
             else None
         current = kind.unwrap(wrapped)
