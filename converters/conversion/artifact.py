@@ -221,7 +221,8 @@ class Artifact:
         return bool(self.report["validation"].get("passed"))
 
     # -- output -----------------------------------------------------------
-    def save(self, out_dir: str, *, staged: bool = True) -> List[str]:
+    def save(self, out_dir: str, *, staged: bool = True,
+             shipping: bool = True) -> List[str]:
         """Write ``model.tflite``, ``report.json`` (``timings.json`` beside
         it) and, for micro, ``model_data.cc``/``.h``.
 
@@ -230,15 +231,22 @@ class Artifact:
         (:func:`converters.files.staged_dir`): a run killed at any moment
         leaves the previous set or the new one. ``staged=False`` writes
         into ``out_dir`` as it is (a staging folder the caller manages).
+
+        With ``shipping=False`` (a model that failed a check) the model is
+        written as ``model.rejected.tflite`` beside the report, no C source
+        is written, and shipping-named files a previous run left in
+        ``out_dir`` are removed, so nothing under a shipping name is stale.
         """
         if staged:
             from converters.files import staged_dir
             with staged_dir(out_dir) as stage:
-                written = self.save(stage, staged=False)
+                written = self.save(stage, staged=False, shipping=shipping)
             return [os.path.join(out_dir, os.path.relpath(p, stage))
                     for p in written]
         from converters.files import atomic_write
         os.makedirs(out_dir, exist_ok=True)
+        if not shipping:
+            return self._save_rejected(out_dir)
         paths = [atomic_write(os.path.join(out_dir, "model.tflite"),
                               self.tflite)]
         for name, data in self.extra_files.items():
@@ -257,9 +265,23 @@ class Artifact:
         from converters.reporting import report as reports
         images = reports.write(self.report, out_dir)
         paths += [os.path.join(out_dir, n) for n in
-                  ("report.json", "report.md", "timings.json",
+                  ("report.json", "report.md", "report.html", "timings.json",
                    *images.values())]
         return paths
+
+    def _save_rejected(self, out_dir: str) -> List[str]:
+        from converters.files import atomic_write
+        for stale in ("model.tflite", "model_data.cc", "model_data.h",
+                      *self.extra_files):
+            if os.path.exists(os.path.join(out_dir, stale)):
+                os.remove(os.path.join(out_dir, stale))
+        paths = [atomic_write(os.path.join(out_dir, "model.rejected.tflite"),
+                              self.tflite)]
+        from converters.reporting import report as reports
+        images = reports.write(self.report, out_dir)
+        return paths + [os.path.join(out_dir, n) for n in
+                        ("report.json", "report.md", "report.html",
+                         "timings.json", *images.values())]
 
 
 def gzip_bytes(data: bytes) -> int:

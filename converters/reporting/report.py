@@ -65,6 +65,8 @@ def markdown(report: dict, images: dict) -> str:
         if value not in (None, "None / None"):
             lines.append(f"| {key} | {_fmt(value) if not isinstance(value, str) else value} |")
     lines += verdict_lines(val)
+    if report.get("comparison"):
+        lines += ["", *_comparison(report["comparison"])]
     if report.get("variants"):
         lines += ["", "## Variants", "", "| variant | bytes | accuracy |",
                   "|---|---|---|"]
@@ -194,3 +196,37 @@ def write(report: dict, out_dir: str) -> dict:
     atomic_write_json(os.path.join(out_dir, "report.json"), stable)
     atomic_write_json(os.path.join(out_dir, "timings.json"), timings)
     return images
+
+
+_COMPARISON_ROWS = (
+    ("accuracy", "accuracy", "%"), ("agreement", "agreement with float", "%"),
+    ("bytes", ".tflite bytes", ""), ("gzip_bytes", "gzip bytes", ""),
+    ("flash_bytes", "flash bytes (LUT when it validated)", ""),
+    ("arena_bytes", "TFLM arena bytes", ""),
+    ("latency_ms", "LiteRT latency ms (1 thread, median)", ""))
+
+
+def _comparison(section: dict) -> list:
+    """The compressed model beside the float model and int8 PTQ, and the
+    accuracy guard's verdict (``report["comparison"]``)."""
+    cols = ("float", "int8_ptq", "compressed")
+    lines = ["## Compressed vs float vs int8 PTQ", "",
+             "| | float | int8 PTQ | compressed |", "|---|---|---|---|"]
+    for key, label, unit in _COMPARISON_ROWS:
+        lines.append(f"| {label} | " + " | ".join(
+            _fmt(section.get(c, {}).get(key), unit) for c in cols) + " |")
+    verdict = section.get("verdict", {})
+    data = section.get("data")
+    if data:
+        lines += ["", f"Data: {data.get('trained')} samples trained, "
+                      f"{data.get('validated')} validated "
+                      f"({data.get('validation')})."]
+    if verdict:
+        state = "passed" if verdict.get("passed") else "REJECTED"
+        lines += ["", f"Accuracy guard **{state}**: at most "
+                      f"{100 * verdict['max_drop']:g} point(s) below the float "
+                      "model and below int8 PTQ."]
+        if verdict.get("message"):
+            lines.append(verdict["message"])
+    return lines
+

@@ -3,6 +3,7 @@
 Modules:
     main: the command group and its commands (optimize, convert, validate,
         inspect, bench, sensitivity).
+    printing: the result summary and the mixed-precision plan it prints.
     judging: ``--task`` / ``--tolerance`` and the per-output verdict lines.
 
 ``tfcompress --help`` imports no TensorFlow: commands import the library

@@ -13,6 +13,7 @@ import sys
 import click
 
 from tfcompress import __version__
+from tfcompress.cli import printing
 from tfcompress.cli import judging
 
 TARGETS = ("micro", "android")
@@ -53,42 +54,10 @@ def _load_data(path: str):
     return load_npz(path)
 
 
-def _summary(report: dict) -> None:
-    lite = report["tflite"]
-    val = report["validation"]
-    rows = [("tflite bytes", lite["bytes"]), ("gzip bytes", lite["gzip_bytes"]),
-            ("input/output", f"{lite['input'].get('dtype')}/"
-                             f"{lite['output'].get('dtype')}"),
-            ("ops", ",".join(lite["ops"]))]
-    if "float" in report:
-        rows.insert(0, ("float32 bytes", report["float"]["bytes"]))
-        if report["float"].get("accuracy") is not None:
-            rows.append(("float accuracy", f"{report['float']['accuracy']:.4f}"))
-    for key in ("accuracy", "agreement", "max_abs_error"):
-        if key in val.get("litert", {}):
-            rows.append((f"litert {key}", f"{val['litert'][key]:.4f}"))
-    micro = val.get("micro")
-    if micro and micro.get("agreement") is not None:
-        rows += [("tflm agreement", f"{micro['agreement']:.4f}")]
-    if micro:
-        rows += [
-                 ("tflm max diff (LSB)", micro.get("max_abs_lsb")),
-                 ("arena bytes (min / recommended)",
-                  f"{micro['arena_bytes']} / {micro['arena_recommended']}")]
-    budget = report.get("budget")
-    if budget:
-        rows.append((f"fits {budget['profile']}",
-                     f"{budget['fits']} (RAM headroom {budget['ram']['headroom']} B,"
-                     f" flash headroom {budget['flash']['headroom']} B)"))
-    rows += judging.verdict_rows(report)
-    rows.append(("validation", "passed" if val.get("passed") else "FAILED"))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        click.echo(f"{key:<{width}}  {value}")
-
-
 def _finish(art) -> None:
-    _summary(art.report)
+    printing.summary(art.report)
+    if art.report["validation"].get("failure"):  # the accuracy guard
+        _fail(art.report["validation"]["failure"])
     if not art.passed:
         _fail(f"validation failed for {art.name}: "
               f"{judging.failure(art.report)}")
@@ -175,10 +144,22 @@ def main(quiet: bool = False, verbose: int = 0):
               default="none", show_default=True,
               help="tf.distribute strategy to train under; multiworker reads "
                    "TF_CONFIG and only the chief writes --out.")
+@click.option("--val", "val_path", type=click.Path(), default=None,
+              help="Separate validation DATA.npz; all of --data then trains "
+                   "(--holdout is ignored).")
+@click.option("--epochs", type=float, default=None,
+              help="Multiply every stage's epochs (e.g. 2 or 0.5).")
+@click.option("--seed", type=int, default=None,
+              help="Seed the training for a reproducible run.")
+@click.option("--max-accuracy-drop", type=float, default=0.01,
+              show_default=True,
+              help="Largest accuracy loss vs the float model and vs int8 "
+                   "PTQ, a fraction (0.01 = 1 point); more is rejected.")
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
              checkpoint_dir, device, ram, flash, labels_path, normalization,
-             unsafe, tasks, tolerances, strategy, **android):
+             unsafe, tasks, tolerances, strategy, val_path, epochs, seed,
+             max_accuracy_drop, **android):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -189,6 +170,17 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
     from tfcompress.pipeline.recipe import Recipe
     rec = Recipe.load(recipe)
     x, y = _load_data(data_path)
+    val = _load_data(val_path) if val_path is not None else None
+    if val is not None and val[1] is None:
+        raise click.BadParameter(f"{val_path} has no labels 'y'",
+                                 param_hint="--val")
+    if epochs is not None and epochs <= 0:
+        raise click.BadParameter(f"should be > 0, got {epochs}",
+                                 param_hint="--epochs")
+    if not 0 <= max_accuracy_drop < 1:
+        raise click.BadParameter(
+            f"a fraction in [0, 1) (0.01 = 1 point), got {max_accuracy_drop}",
+            param_hint="--max-accuracy-drop")
     from tfcompress.pipeline.distribute import get_strategy
     strategy = get_strategy(strategy)  # multiworker: before any TF work
     from converters import load_model
@@ -199,7 +191,8 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
                             holdout=holdout, log=_log,
                             checkpoint_dir=checkpoint_dir,
                             device=_device(device, ram, flash),
-                            strategy=strategy,
+                            strategy=strategy, val=val, epochs=epochs,
+                            seed=seed, max_accuracy_drop=max_accuracy_drop,
                             judging=judging.parse(tasks, tolerances),
                             **_android_options(
                                 labels_path, normalization,
@@ -347,9 +340,13 @@ def _device(name, ram, flash):
               help="Folder for sensitivity.json/.png and recipe.yaml.")
 @click.option("--unsafe", is_flag=True,
               help="Allow loading models that carry code (Lambda layers).")
+@click.option("--weight-bits", is_flag=True,
+              help="Mixed precision: choose 8/4/2/1-bit weights per layer "
+                   "(TFLM LUT); --max-bytes is then the flash bytes of the "
+                   "LUT-compressed int8 model.")
 @_errors
 def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
-                out_dir, unsafe):
+                out_dir, unsafe, weight_bits):
     """Measure per-layer sensitivity and write a recipe that meets a budget.
 
     \b
@@ -368,6 +365,9 @@ def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
     from tfcompress.analysis import sensitivity as sens
     datasets.check_for_model(x, y, keras_model, data_path)
     _log(f"[{_stem(model)}] sweeping {len(keras_model.layers)} layers")
+    if weight_bits:
+        return printing.mixed_precision(keras_model, x, y, max_bytes,
+                                max_accuracy_drop, epochs, out_dir)
     result = sens.analyze(keras_model, x, y)
     plan = sens.choose(keras_model, result, x, y=y, max_bytes=max_bytes,
                        max_accuracy_drop=max_accuracy_drop)

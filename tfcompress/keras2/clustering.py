@@ -67,7 +67,8 @@ def _skip_reason(layer, clusters: int, per_channel: bool, skip):
 def cluster(model, clusters: int = 16, init="kmeans++", *,
             preserve_sparsity: bool = False, per_channel: bool = False,
             skip: Optional[Iterable] = None,
-            report: Optional[selection.CompressionReport] = None):
+            report: Optional[selection.CompressionReport] = None,
+            per_layer: Optional[dict] = None):
     """Wrap every clusterable layer of ``model`` for weight clustering.
 
     Args:
@@ -80,6 +81,9 @@ def cluster(model, clusters: int = 16, init="kmeans++", *,
         per_channel: cluster each output channel of Conv2D separately.
         skip: layers to leave alone: names, classes, class names, ``"re:.."``.
         report: a :class:`CompressionReport` to append to.
+        per_layer: ``{layer name: clusters}`` overriding ``clusters`` for
+            those layers (mixed precision: 16 clusters = 4-bit LUT indices,
+            4 = 2-bit, 2 = binary).
 
     Example:
         >>> clustered = cluster(model, 16, "kmeans++", preserve_sparsity=True)
@@ -88,14 +92,22 @@ def cluster(model, clusters: int = 16, init="kmeans++", *,
         raise ValueError(f"cluster: clusters should be an int >= 2. "
                          f"Got: {clusters!r}")
     centroid_init = get_init(init)
+    counts = dict(per_layer or {})
+    bad = {n: k for n, k in counts.items()
+           if not isinstance(k, int) or isinstance(k, bool) or k < 2}
+    if bad:
+        name, k = next(iter(bad.items()))
+        raise ValueError(f"cluster: per_layer[{name!r}] should be an int >= "
+                         f"2. Got: {k!r}")
 
     def decide(layer):
-        reason = _skip_reason(layer, clusters, per_channel, skip)
+        k = counts.get(layer.name, clusters)
+        reason = _skip_reason(layer, k, per_channel, skip)
         if reason is not None:
             return layer, reason
         channel = per_channel and isinstance(layer, keras.layers.Conv2D)
         return cluster_wrapper.ClusterWeights(
-            layer, clusters, centroid_init, preserve_sparsity, channel), None
+            layer, k, centroid_init, preserve_sparsity, channel), None
 
     new_model, report = selection.apply_to_layers(model, decide, "cluster",
                                                   report)

@@ -22,10 +22,9 @@ from tfcompress.keras3 import clustering, pruning, quantization
 from tfcompress.keras3.report import CompressionReport
 from tfcompress.keras3.strip import strip, summary
 from tfcompress.pipeline import recipe as recipes
+from tfcompress.pipeline import training
 
 KINDS = ("prune", "cluster", "quantize")
-_CLASSIFICATION = ("sparse_categorical_crossentropy",
-                   "categorical_crossentropy", "binary_crossentropy")
 
 
 @dataclasses.dataclass
@@ -62,21 +61,6 @@ def _wrap(kind: str, p: dict, model, report, previous: List[str]):
                                  report=report, weight_bits=p["weight_bits"])
 
 
-def _loss(fit: dict, model):
-    name = fit.get("loss")
-    if name is None:
-        if getattr(model, "loss", None) is None:
-            raise recipes.RecipeError(
-                "fit.loss: the model is not compiled and the recipe has no "
-                "loss; add e.g. `loss: sparse_categorical_crossentropy`")
-        return model.loss
-    if fit.get("from_logits") is not None and name in _CLASSIFICATION:
-        cls = "".join(p.capitalize() for p in name.split("_"))
-        return keras.losses.get({"class_name": cls, "config": {
-            "from_logits": fit["from_logits"]}})
-    return keras.losses.get(name)
-
-
 def _optimizer(fit: dict, learning_rate: float):
     opt = keras.optimizers.get(fit["optimizer"])
     config = opt.get_config()
@@ -87,7 +71,8 @@ def _optimizer(fit: dict, learning_rate: float):
 def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
              callbacks: Optional[list] = None,
              checkpoint_dir: Optional[str] = None, strategy=None,
-             log_dir: Optional[str] = None) -> CompressResult:
+             log_dir: Optional[str] = None,
+             final_train_data=None) -> CompressResult:
     """Run every stage of ``recipe`` on a Keras 3 ``model``.
 
     Args:
@@ -101,6 +86,8 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
         checkpoint_dir: save each finished stage there and resume from it.
         strategy: not supported for Keras 3 models (``None``).
         log_dir: TensorBoard directory for the sparsity scalars.
+        final_train_data: ``(x, y)`` the last stage trains on instead of
+            ``train_data``, without validation (``fit.final_all_data``).
 
     Example:
         >>> result = compress(model, (x, y), None, "pcqat")
@@ -117,8 +104,8 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
                 f"(available: {list(KINDS)}); use a tf_keras model for it")
     fit = rec.fit
     x, y = train_data
-    loss = _loss(fit, model)
-    name = fit.get("loss") or getattr(loss, "name", str(loss))
+    loss, loss_info = training.resolve_loss(fit, model, keras, y)
+    name = loss_info.get("name") or getattr(loss, "name", str(loss))
     metrics = list(fit["metrics"]) if fit.get("metrics") is not None else \
         (["accuracy"] if "crossentropy" in str(name) else ["mae"])
     done = _resume(checkpoint_dir)
@@ -135,24 +122,35 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
         stage_report = CompressionReport()
         wrapped = _wrap(stage.kind, stage.params, current, stage_report,
                         previous)
+        final = i == len(rec.stages) - 1 and final_train_data is not None
+        (xs, ys), vs = (final_train_data, None) if final else \
+            ((x, y), val_data)
+        split = 0.0 if final or vs is not None else fit["validation_split"]
+        validated = vs is not None or split > 0
+        plan = training.stage_plan(stage.params, fit,
+                                   int(len(xs) * (1 - split)), stage.kind)
+        if plan.freeze_batchnorm:
+            training.freeze_batchnorm(wrapped, keras)
         wrapped.compile(optimizer=_optimizer(
-            fit, stage.params["learning_rate"] or fit["learning_rate"]),
+            fit, training.learning_rate(keras, plan)),
             loss=loss, metrics=metrics)
         extra = [keras.callbacks.BackupAndRestore(
             os.path.join(checkpoint_dir, f"stage_{i}_backup"))] \
             if checkpoint_dir else []
+        best = [training.restore_best(keras, plan, training.monitor_for(
+            metrics, fit))] if plan.restore_best and validated and \
+            plan.epochs else []
         h = wrapped.fit(
-            x, y, epochs=stage.epochs,
+            xs, ys, epochs=plan.epochs,
             batch_size=stage.params["batch_size"] or fit["batch_size"],
-            validation_data=val_data,
-            validation_split=0.0 if val_data is not None
-            else fit["validation_split"], verbose=fit["verbose"],
+            validation_data=vs, validation_split=split,
+            verbose=fit["verbose"],
             callbacks=cb.callbacks_for(wrapped, log_dir=log_dir) + extra +
-            list(callbacks or [])) if stage.epochs else None
+            best + list(callbacks or [])) if plan.epochs else None
         step = cb.pruning_step(wrapped)
         current = strip(wrapped)
         stats = summary(current)
-        entry = {"stage": i, "kind": stage.kind, "epochs": stage.epochs,
+        entry = {"stage": i, "kind": stage.kind, "epochs": plan.epochs,
                  "params": stage.params,
                  "history": {k: [float(v) for v in vals] for k, vals in
                              (h.history.items() if h else [])},

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from tfcompress.pipeline import data as datasets
+from tfcompress.pipeline.verdict import MAX_DROP
 from tfcompress.analysis import stats
 
 
@@ -82,7 +83,8 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                          name="model", float_model=None, stages=None,
                          layer_report=None, log=None, device=None,
                          labels=None, normalization=None, extra=None,
-                         android=None, android_options=None, judging=None):
+                         android=None, android_options=None, judging=None,
+                         max_accuracy_drop=None, recipe=None):
     """Convert ``model``, validate it on ``(x_eval, y_eval)``, save to
     ``out_dir``. ``float_model`` (default: ``model``) gives the float baseline
     for size and accuracy. ``android`` (default: ``target == "android"``)
@@ -90,7 +92,12 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
     ``android_options`` (``io``, ``task``, ``sample_rate``, ``about``) shape
     the Android artifact, checked before converting. ``judging``
     (``tasks``, ``tolerances``, ``min_accuracy``) goes to
-    :meth:`converters.Artifact.validate`."""
+    :meth:`converters.Artifact.validate`.
+
+    With ``max_accuracy_drop`` (a fraction) and a ``float_model``, the
+    accuracy guard of :mod:`tfcompress.pipeline.verdict` applies: the model
+    is compared with the float model and with its int8 PTQ, and one that
+    lost more is saved as ``model.rejected.tflite`` (``passed`` False)."""
     from converters import convert
     from converters.files import prepare_out, staged_dir
     if out_dir:  # writable, with room: before any conversion
@@ -115,6 +122,9 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                   io=plan.io if app_io else None,
                   input_range=plan.input_range if app_io else None)
     art.device = device
+    guard = max_accuracy_drop is not None and float_model is not None
+    if guard:  # agreement and accuracy against the user's float model
+        art.keras_model = float_model
     _say(log, f"[{name}] validating on {len(x_eval)} samples in LiteRT"
               + (" and TFLM (arena bisection)" if target == "micro" else ""))
     art.validate(x_eval, y_eval, require=False, **(judging or {}))
@@ -140,16 +150,23 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
             art.report[key].update(value)
         else:
             art.report[key] = value
+    shipping = True
+    if guard:
+        from tfcompress.pipeline import verdict as guards
+        shipping = guards.apply(art, float_model, x_calib, x_eval, y_eval,
+                                float_tflite, max_drop=max_accuracy_drop,
+                                recipe=recipe, out_dir=out_dir, log=log)
     if not out_dir:
         return art
     with staged_dir(out_dir) as stage:  # the set is all-new or all-old
-        if android and not isinstance(model, str):
+        if android and shipping and not isinstance(model, str):
             android_variants(art, model, x_calib, x_eval, y_eval,
                              float_tflite, stage, labels=labels,
                              normalization=normalization, log=log,
                              plan=plan, reuse=app_io)
-        art.save(stage, staged=False)
-    _say(log, f"[{name}] wrote {out_dir}")
+        art.save(stage, staged=False, shipping=shipping)
+    _say(log, f"[{name}] wrote {out_dir}" + (
+        "" if shipping else " (model.rejected.tflite: not shipped)"))
     return art
 
 
@@ -168,9 +185,17 @@ def expected_artifact_bytes(model) -> int:
 def optimize(model, x, y, recipe, *, target="android", out_dir=None,
              name="model", holdout=datasets.HOLDOUT, log=None, device=None,
              strategy=None, labels=None, normalization=None,
-             android_options=None, judging=None, **compress_kw):
-    """Run ``recipe`` on ``model`` with ``(x, y)``, then convert and validate
-    on a seeded ``holdout`` share of the data.
+             android_options=None, judging=None, val=None,
+             epochs=None, seed=None, max_accuracy_drop=MAX_DROP,
+             **compress_kw):
+    """Run ``recipe`` on ``model`` with ``(x, y)``, then convert, validate
+    and judge the result against the float model and its int8 PTQ.
+
+    Validation data: ``val`` (``(x, y)``, e.g. ``--val DATA.npz``), all of
+    ``(x, y)`` then trains; else a seeded ``holdout`` share of ``(x, y)``.
+    The stages restore their best epoch on it, and the accuracy guard
+    (``max_accuracy_drop``, a fraction; ``None`` turns it off) judges on it.
+    ``epochs`` multiplies every stage's epochs; ``seed`` seeds the stages.
 
     ``strategy`` (a ``tf.distribute`` strategy or a name: ``none``,
     ``mirrored``, ``multiworker``) is what ``compress`` trains under; in a
@@ -179,6 +204,10 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
     from tfcompress.generation import compress
     from tfcompress.pipeline.recipe import get
     rec = get(recipe)  # fail on a bad recipe before anything else
+    if epochs is not None:
+        rec.fit["epochs_scale"] = float(epochs)
+    if seed is not None:
+        rec.fit["seed"] = int(seed)
     if y is None:
         raise datasets.DataError("optimize needs labels: DATA.npz has no 'y'")
     datasets.check_for_model(x, y, model)
@@ -187,15 +216,32 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
         from converters.targets.android_plan import plan as android_plan
         android_plan(model, x, labels=labels, normalization=normalization,
                      **(android_options or {}))
-    (x_tr, y_tr), (x_ho, y_ho) = datasets.split(x, y, holdout)
+    if val is not None:
+        (x_tr, y_tr), (x_ho, y_ho) = (x, y), val
+        datasets.check_for_model(x_ho, y_ho, model, "validation data")
+        source = "separate validation data (--val)"
+    else:
+        (x_tr, y_tr), (x_ho, y_ho) = datasets.split(x, y, holdout)
+        source = f"seeded {holdout:.0%} holdout of the data"
+    data_info = {"trained": int(len(x_tr)), "validated": int(len(x_ho)),
+                 "validation": source}
+    final = None
+    if val is None and rec.fit.get("final_all_data"):
+        final = (x, y)
+        data_info["final_stage_trained"] = int(len(x))
+        data_info["validation"] += (" (the last stage trains on all "
+                                    f"{len(x)} samples, holdout included)")
     started = time.perf_counter()
     _say(log, f"[{name}] recipe {rec.name}: "
-              + " -> ".join(f"{s.kind}({s.epochs} ep)" for s in rec.stages))
+              + " -> ".join(f"{s.kind}({s.epochs} ep)" for s in rec.stages)
+              + f"; {len(x_tr)} samples train, {len(x_ho)} validate "
+              f"({source})")
     strategy = distribute.get_strategy(strategy)
     if out_dir and distribute.is_chief(strategy):
         from converters.files import prepare_out  # before any training
         prepare_out(out_dir, expected_artifact_bytes(model))
-    result = compress(model, (x_tr, y_tr), None, rec, strategy=strategy,
+    result = compress(model, (x_tr, y_tr), (x_ho, y_ho), rec,
+                      strategy=strategy, final_train_data=final,
                       **compress_kw)
     train_s = round(time.perf_counter() - started, 2)
     if out_dir and not distribute.is_chief(strategy):
@@ -210,7 +256,10 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
             layer_report=result.report, log=log, device=device,
             labels=labels, normalization=normalization,
             android_options=android_options, judging=judging,
-            extra={"recipe": rec.to_dict(), "timings": {"train_s": train_s}})
+            max_accuracy_drop=max_accuracy_drop, recipe=rec,
+            extra={"recipe": rec.to_dict(), "data": data_info,
+                   "comparison": {"data": data_info},
+                   "timings": {"train_s": train_s}})
 
 
 # jobs on a user's .tflite file (re-exported: the CLI and callers use them here)

@@ -30,6 +30,11 @@ _COMMON = {
     "epochs": (int, 2, lambda v: v >= 0),
     "learning_rate": (_NUM + (type(None),), None, lambda v: v is None or v > 0),
     "batch_size": ((int, type(None)), None, lambda v: v is None or v > 0),
+    # None: the fit section's value (tfcompress.pipeline.training)
+    "lr_schedule": ((str, type(None)), None,
+                    lambda v: v in (None, "cosine", "constant")),
+    "restore_best": ((bool, type(None)), None, None),
+    "freeze_batchnorm": ((bool, type(None)), None, None),
 }
 STAGES: Dict[str, Dict[str, tuple]] = {
     "prune": {
@@ -50,6 +55,8 @@ STAGES: Dict[str, Dict[str, tuple]] = {
         "preserve_sparsity": ((bool, type(None)), None, None),
         "per_channel": (bool, False, None),
         "skip": (list, None, None),
+        # {layer: clusters} (tfcompress.analysis.mixed_precision writes it)
+        "per_layer": (dict, None, None),
     },
     "quantize": {
         "preserve": ((str, list), "auto", None),
@@ -100,6 +107,21 @@ FIT = {
     "validation_split": (_NUM, 0.0, lambda v: 0 <= v < 1),
     "seed": (int, 0, None),
     "verbose": (int, 1, lambda v: v in (0, 1, 2)),
+    # how each stage fine-tunes (tfcompress.pipeline.training)
+    "lr_schedule": (str, "cosine", lambda v: v in ("cosine", "constant")),
+    "restore_best": (bool, True, None),
+    "monitor": ((str, type(None)), None, None),
+    "freeze_batchnorm": (bool, True, None),
+    "epochs_scale": (_NUM, 1.0, lambda v: v > 0),
+    # learn from the float model's outputs too: weight of the label loss
+    # (1 = labels only; None = no distillation) and the temperature
+    "distill_alpha": (_NUM + (type(None),), None,
+                      lambda v: v is None or 0 <= v <= 1),
+    "distill_temperature": (_NUM, 2.0, lambda v: v > 0),
+    "min_steps": (int, 0, lambda v: v >= 0),
+    # with a holdout split (no --val): the last stage trains on all the data
+    "final_all_data": (bool, True, None),
+    "max_steps": ((int, type(None)), None, lambda v: v is None or v > 0),
 }
 
 

@@ -26,6 +26,7 @@ from tfcompress.keras2 import clustering
 from tfcompress.keras2 import pruning
 from tfcompress.keras2 import quantization
 from tfcompress.pipeline import recipe as recipes
+from tfcompress.pipeline import training
 from tfcompress.keras2 import distill
 from tfcompress.pipeline import distribute
 from tfcompress.analysis import stats
@@ -42,32 +43,6 @@ class CompressResult:
     history: List[dict]             # per stage: kind, epochs, history, stats
     report: list                    # per-layer compressed/skipped records
     recipe: recipes.Recipe
-
-
-_CLASSIFICATION = ("sparse_categorical_crossentropy",
-                   "categorical_crossentropy", "binary_crossentropy")
-
-
-def _loss(fit: dict, model):
-    name = fit.get("loss")
-    if name is None:
-        if getattr(model, "loss", None) is None:
-            raise recipes.RecipeError(
-                "fit.loss: the model is not compiled and the recipe has no "
-                "loss; add e.g. `loss: sparse_categorical_crossentropy`")
-        return model.loss
-    try:
-        keras.losses.get(name)
-    except ValueError:
-        raise recipes.RecipeError(f"fit.loss: unknown loss {name!r}") from None
-    if fit.get("from_logits") is not None and name in _CLASSIFICATION:
-        return keras.losses.get({"class_name": _class_name(name),
-                                 "config": {"from_logits": fit["from_logits"]}})
-    return name
-
-
-def _class_name(name: str) -> str:
-    return "".join(p.capitalize() for p in name.split("_"))
 
 
 def _metrics(fit: dict, loss) -> list:
@@ -104,7 +79,8 @@ def _wrap_cluster(p: dict, model, report, previous: List[str]):
         preserve = "prune" in previous
     return clustering.cluster(
         model, p["clusters"], p["init"], preserve_sparsity=preserve,
-        per_channel=p["per_channel"], skip=p["skip"], report=report)
+        per_channel=p["per_channel"], skip=p["skip"], report=report,
+        per_layer=p.get("per_layer"))
 
 
 def _wrap_quantize(p: dict, model, report, previous: List[str]):
@@ -180,7 +156,8 @@ STAGE_KINDS: Dict[str, StageKind] = {
 def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
              callbacks: Optional[list] = None,
              checkpoint_dir: Optional[str] = None, strategy=None,
-             log_dir: Optional[str] = None) -> CompressResult:
+             log_dir: Optional[str] = None,
+             final_train_data=None) -> CompressResult:
     """Run every stage of ``recipe`` on ``model``.
 
     Args:
@@ -197,6 +174,9 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
             ``checkpoint_dir`` and ``log_dir``; every worker reads
             ``checkpoint_dir`` to resume, so put it on a shared file system.
         log_dir: TensorBoard directory for sparsity/unique-weight scalars.
+        final_train_data: ``(x, y)`` the last stage trains on instead of
+            ``train_data`` (e.g. training plus validation data), without
+            validation.
 
     Returns:
         :class:`CompressResult`: the deployable model and per-stage history.
@@ -208,8 +188,12 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
     rec = recipes.get(recipe)
     fit = rec.fit
     x, y = train_data
-    loss = _loss(fit, model)
-    metrics = _metrics(fit, fit.get("loss") or loss)
+    loss, loss_info = training.resolve_loss(fit, model, keras, y)
+    metrics = _metrics(fit, fit.get("loss") or loss_info.get("name") or loss)
+    pack = training.distiller(fit, model, loss_info, y)
+    if pack is not None:
+        loss, metrics, loss_info = pack.loss, pack.metrics, pack.info
+    last = len(rec.stages) - 1
     report = []
     history: List[dict] = []
     done = _resume(checkpoint_dir)
@@ -233,26 +217,44 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
             extra = {"input_model": model} if kind.needs_input_model else {}
             wrapped = kind.wrap(stage.params, current, stage_report, previous,
                                 **extra)
+            final = i == last and final_train_data is not None
+            if final:  # all the data, no validation
+                (xs, ys), vs = final_train_data, None
+            else:
+                xs, ys, vs = x, y, val_data
+            split = 0.0 if final or vs is not None else \
+                fit["validation_split"]
+            validated = vs is not None or split > 0
+            n_train = int(len(xs) * (1 - split))
+            if pack is not None:  # labels + the float model's outputs
+                ys = pack.targets(xs, ys)
+                vs = None if vs is None else (vs[0], pack.targets(*vs))
+            plan = training.stage_plan(stage.params, fit, n_train, stage.kind)
+            frozen = training.freeze_batchnorm(wrapped, keras) \
+                if plan.freeze_batchnorm else 0
             wrapped.compile(
-                optimizer=_optimizer(fit, stage.params["learning_rate"]
-                                     or fit["learning_rate"]),
+                optimizer=_optimizer(fit, training.learning_rate(keras, plan)),
                 loss=loss, metrics=metrics)
+        best = [training.restore_best(keras, plan, training.monitor_for(
+            metrics, fit))] if plan.restore_best and validated and \
+            plan.epochs else []
         stage_cbs = cb.callbacks_for(
             wrapped, log_dir=log_dir if chief else None) + _epoch_resume(
-            checkpoint_dir, i, chief) + list(callbacks or [])
+            checkpoint_dir, i, chief) + best + list(callbacks or [])
         h = wrapped.fit(
-            x, y, epochs=stage.epochs,
+            xs, ys, epochs=plan.epochs,
             batch_size=stage.params["batch_size"] or fit["batch_size"],
-            validation_data=val_data,
-            validation_split=0.0 if val_data is not None
-            else fit["validation_split"],
-            callbacks=stage_cbs, verbose=fit["verbose"]) if stage.epochs \
+            validation_data=vs, validation_split=split,
+            callbacks=stage_cbs, verbose=fit["verbose"]) if plan.epochs \
             else None
         current = kind.unwrap(wrapped)
         summary = stats.summary(current)
         entry = {
-            "stage": i, "kind": stage.kind, "epochs": stage.epochs,
-            "params": stage.params,
+            "stage": i, "kind": stage.kind, "epochs": plan.epochs,
+            "params": stage.params, "fit": {
+                **plan.to_dict(), "batchnorm_frozen": frozen,
+                "best_epoch": best[0].best_epoch if best else None,
+                "loss": loss_info},
             "history": _merged_history(checkpoint_dir, i, h),
             "sparsity": summary["sparsity"], "max_unique": summary["max_unique"],
             "seconds": round(time.perf_counter() - started, 2),

@@ -1,0 +1,235 @@
+"""Accuracy table: int8 PTQ, prune_qat, pcqat and the mixed-precision plan
+side by side, accuracy and bytes, on digits (several seeds) and on the
+DS-CNN keyword-spotting shape (synthetic learnable data).
+
+Every compressed row runs the same job as ``tfcompress optimize`` with its
+defaults (``jobs.optimize``: 20% seeded holdout of the training data for
+best-epoch restore and the accuracy guard), then the shipped .tflite is
+scored in LiteRT on a test split that no step has seen.
+
+    python -m benchmarks.accuracy --out build/accuracy.md [--seeds 0,1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def log(msg: str) -> None:
+    print(f"[accuracy] {msg}", file=sys.stderr, flush=True)
+
+
+def litert_accuracy(tflite: bytes, x, y) -> float:
+    from converters.runtimes import litert
+    out = litert.run(tflite, x).outputs
+    return float(np.mean(np.argmax(out.reshape(len(x), -1), -1) == y))
+
+
+def keras_accuracy(model, x, y) -> float:
+    out = model.predict(x, verbose=0, batch_size=256)
+    return float(np.mean(np.argmax(out.reshape(len(x), -1), -1) == y))
+
+
+# -- models -------------------------------------------------------------------
+def digits_case():
+    """The trained digits float model and its train / test split."""
+    from sample_models import digits
+    (x, y), (xt, yt) = digits.load_data()
+    model = digits.build_model()
+    digits.compile_model(model)
+    model.fit(x, y, epochs=digits.EPOCHS, batch_size=digits.BATCH_SIZE,
+              verbose=0)
+    return "digits", model, (x, y), (xt, yt)
+
+
+def ds_cnn(classes: int = 12):
+    """DS-CNN (Zhang et al., Hello Edge) shape: 49x10 MFCC input, a 10x4
+    stride-2 conv, four depthwise-separable blocks of 64 channels with
+    BatchNorm, average pooling, 12 classes (logits)."""
+    from tfcompress.keras2.env import keras
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((49, 10, 1), name="mfcc")
+    h = L.Conv2D(64, (10, 4), strides=2, padding="same", use_bias=False,
+                 name="conv")(inp)
+    h = L.ReLU(name="conv_relu")(L.BatchNormalization(name="conv_bn")(h))
+    for i in range(4):
+        h = L.DepthwiseConv2D(3, padding="same", use_bias=False,
+                              name=f"dw{i}")(h)
+        h = L.ReLU(name=f"dw{i}_relu")(L.BatchNormalization(
+            name=f"dw{i}_bn")(h))
+        h = L.Conv2D(64, 1, use_bias=False, name=f"pw{i}")(h)
+        h = L.ReLU(name=f"pw{i}_relu")(L.BatchNormalization(
+            name=f"pw{i}_bn")(h))
+    h = L.GlobalAveragePooling2D(name="pool")(h)
+    return keras.Model(inp, L.Dense(classes, name="logits")(h), name="ds_cnn")
+
+
+def ds_cnn_data(n: int = 3000, classes: int = 12, seed: int = 0):
+    """Learnable synthetic "keywords": each class is a smooth random
+    time-frequency template (the same for every ``seed``); a sample is its
+    template shifted in time by up to 6 frames, scaled, plus noise."""
+    base = np.random.default_rng(1234).normal(  # the same classes always
+        size=(classes, 49 + 6, 10)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    kernel = np.ones(5, np.float32) / 5
+    base = np.apply_along_axis(lambda r: np.convolve(r, kernel, "same"), 1,
+                               base)
+    y = rng.integers(0, classes, n)
+    shift = rng.integers(0, 7, n)
+    x = np.stack([base[c, s:s + 49] for c, s in zip(y, shift)])
+    x = x * rng.uniform(0.8, 1.2, (n, 1, 1)) + rng.normal(
+        scale=0.3, size=x.shape)
+    return x[..., None].astype(np.float32), y.astype(np.int64)
+
+
+def ds_cnn_case():
+    from tfcompress.keras2.env import keras
+    x, y = ds_cnn_data()
+    xt, yt = ds_cnn_data(800, seed=1)
+    model = ds_cnn()
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, epochs=10, batch_size=64, verbose=0)
+    return "ds_cnn", model, (x, y), (xt, yt)
+
+
+# -- rows ---------------------------------------------------------------------
+def run_recipe(model, data, test, recipe, seed: int, name: str) -> dict:
+    """``jobs.optimize`` with CLI defaults, then the test-set accuracy of
+    the artifact it ships (or rejects)."""
+    from tfcompress.pipeline import jobs
+    x, y = data
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        art = jobs.optimize(model, x, y, recipe, target="micro", out_dir=out,
+                            name=name, seed=seed, log=None)
+        seconds = time.perf_counter() - started
+    comp = art.report["comparison"]
+    lut = art.report["validation"].get("micro_lut", {})
+    flash = comp["compressed"]["flash_bytes"]
+    return {
+        "test_accuracy": litert_accuracy(art.tflite, *test),
+        "holdout_accuracy": comp["compressed"]["accuracy"],
+        "bytes": comp["compressed"]["bytes"], "flash": flash,
+        "lut_passed": lut.get("passed"),
+        "guard": comp["verdict"]["passed"], "seconds": round(seconds, 1),
+        "ptq_holdout_accuracy": comp["int8_ptq"]["accuracy"],
+        "ptq_bytes": comp["int8_ptq"]["bytes"],
+    }
+
+
+def ptq_row(model, data, test) -> dict:
+    from converters import convert
+    art = convert(model, data[0], target="micro", mode="int8")
+    return {"test_accuracy": litert_accuracy(art.tflite, *test),
+            "bytes": len(art.tflite), "flash": len(art.tflite)}
+
+
+def mixed_recipe(model, data, budget_fraction: float = 0.8):
+    """Mixed-precision plan on the holdout ``optimize`` validates on:
+    budget ``budget_fraction`` of the uniform int8 flash."""
+    from tfcompress.analysis import mixed_precision as mixed
+    from tfcompress.pipeline import data as datasets
+    _, (xv, yv) = datasets.split(*data, datasets.HOLDOUT)
+    sens = mixed.analyze(model, xv, yv)
+    probe = mixed.choose(model, sens, xv, yv, max_accuracy_drop=0.0)
+    budget = int(budget_fraction * probe.uniform[8]["bytes"])
+    plan = mixed.choose(model, sens, xv, yv, max_bytes=budget)
+    return plan.recipe(epochs=3), plan, budget
+
+
+def bench_case(case, seeds) -> dict:
+    name, model, data, test = case
+    res = {"name": name, "float": keras_accuracy(model, *test),
+           "ptq": ptq_row(model, data, test), "rows": {}}
+    log(f"{name}: float {res['float']:.4f}, PTQ "
+        f"{res['ptq']['test_accuracy']:.4f}")
+    recipes = [("prune_qat", "prune_qat"), ("pcqat", "pcqat")]
+    try:
+        recipe, plan, budget = mixed_recipe(model, data)
+        res["mixed_plan"] = {"bits": plan.bits, "budget": budget,
+                             "uniform": {b: u["bytes"] for b, u in
+                                         plan.uniform.items()}}
+        recipes.append(("mixed", recipe))
+    except ValueError as exc:  # a budget the planner cannot meet
+        log(f"{name}: no mixed-precision plan: {exc}")
+    for label, rec in recipes:
+        rows = []
+        for seed in seeds:
+            log(f"{name}: {label} seed {seed}")
+            rows.append(run_recipe(model, data, test, rec, seed, name))
+            log(f"  {json.dumps(rows[-1])}")
+        res["rows"][label] = rows
+    return res
+
+
+def render(results) -> str:
+    lines = ["| model | method | test accuracy (median of seeds) | drop vs "
+             "float (points) | per seed | .tflite bytes | flash bytes "
+             "(LUT) | guard |", "|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        f, ptq = res["float"], res["ptq"]
+        lines.append(f"| {res['name']} | float (Keras) | {100 * f:.2f}% | "
+                     "0 | – | – | – | – |")
+        lines.append(f"| {res['name']} | int8 PTQ | "
+                     f"{100 * ptq['test_accuracy']:.2f}% | "
+                     f"{100 * (f - ptq['test_accuracy']):.2f} | – | "
+                     f"{ptq['bytes']:,} | {ptq['flash']:,} | – |")
+        for label, rows in res["rows"].items():
+            accs = [r["test_accuracy"] for r in rows]
+            med = statistics.median(accs)
+            lines.append(
+                f"| {res['name']} | {label} | {100 * med:.2f}% | "
+                f"{100 * (f - med):.2f} | "
+                + ", ".join(f"{100 * a:.2f}" for a in accs) + " | "
+                f"{int(statistics.median(r['bytes'] for r in rows)):,} | "
+                f"{int(statistics.median(r['flash'] for r in rows)):,} | "
+                + "/".join("ok" if r["guard"] else "rej" for r in rows)
+                + " |")
+        plan = res.get("mixed_plan")
+        if plan:
+            lines.append("")
+            lines.append(f"{res['name']} mixed plan: budget {plan['budget']:,}"
+                         f" B (80% of uniform int8 {plan['uniform'][8]:,} B;"
+                         f" uniform 4-bit {plan['uniform'][4]:,} B), bits "
+                         + ", ".join(f"{n}={b}" for n, b in
+                                     plan["bits"].items()))
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--ds-seeds", default="0")
+    parser.add_argument("--only", choices=("digits", "ds_cnn"), default=None)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    results = []
+    if args.only in (None, "digits"):
+        results.append(bench_case(digits_case(), [
+            int(s) for s in args.seeds.split(",")]))
+    if args.only in (None, "ds_cnn"):
+        results.append(bench_case(ds_cnn_case(), [
+            int(s) for s in args.ds_seeds.split(",")]))
+    text = render(results)
+    print(text)
+    if args.out:
+        from converters.files import atomic_write
+        atomic_write(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""What the commands print: the result summary and the mixed-precision
+plan (click.echo; the commands in :mod:`tfcompress.cli.main` call these)."""
+
+from __future__ import annotations
+
+import click
+
+from tfcompress.cli import judging
+
+
+def summary(report: dict) -> None:
+    lite = report["tflite"]
+    val = report["validation"]
+    rows = [("tflite bytes", lite["bytes"]), ("gzip bytes", lite["gzip_bytes"]),
+            ("input/output", f"{lite['input'].get('dtype')}/"
+                             f"{lite['output'].get('dtype')}"),
+            ("ops", ",".join(lite["ops"]))]
+    if "float" in report:
+        rows.insert(0, ("float32 bytes", report["float"]["bytes"]))
+        if report["float"].get("accuracy") is not None:
+            rows.append(("float accuracy", f"{report['float']['accuracy']:.4f}"))
+    for key in ("accuracy", "agreement", "max_abs_error"):
+        if key in val.get("litert", {}):
+            rows.append((f"litert {key}", f"{val['litert'][key]:.4f}"))
+    micro = val.get("micro")
+    if micro and micro.get("agreement") is not None:
+        rows += [("tflm agreement", f"{micro['agreement']:.4f}")]
+    if micro:
+        rows += [
+                 ("tflm max diff (LSB)", micro.get("max_abs_lsb")),
+                 ("arena bytes (min / recommended)",
+                  f"{micro['arena_bytes']} / {micro['arena_recommended']}")]
+    budget = report.get("budget")
+    if budget:
+        rows.append((f"fits {budget['profile']}",
+                     f"{budget['fits']} (RAM headroom {budget['ram']['headroom']} B,"
+                     f" flash headroom {budget['flash']['headroom']} B)"))
+    rows += judging.verdict_rows(report)
+    rows.append(("validation", "passed" if val.get("passed") else "FAILED"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+
+def mixed_precision(model, x, y, max_bytes, max_accuracy_drop, epochs,
+                     out_dir) -> None:
+    from tfcompress.analysis import mixed_precision as mixed
+    result = mixed.analyze(model, x, y)
+    plan = mixed.choose(model, result, x, y, max_bytes=max_bytes,
+                        max_accuracy_drop=max_accuracy_drop)
+    paths = mixed.write(result, plan, out_dir, epochs=epochs)
+    click.echo("uniform weight bits       " + ", ".join(
+        f"{b}: {u['bytes']} B {100 * u['accuracy']:.2f}%"
+        for b, u in plan.uniform.items()))
+    click.echo("chosen bits per layer     " + ", ".join(
+        f"{n}={b}" for n, b in plan.bits.items()))
+    click.echo(f"flash bytes (untrained)   {plan.measured_bytes}")
+    click.echo(f"accuracy drop (untrained) {plan.measured_drop:.4f}")
+    for key in ("recipe", "png", "json"):
+        if key in paths:
+            click.echo(f"{key:<26}{paths[key]}")
