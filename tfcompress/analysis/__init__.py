@@ -4,4 +4,6 @@ Modules:
     stats: per-layer sparsity and unique-weight counts of any Keras model.
     sensitivity: per-layer sensitivity sweeps, and per-layer settings that
         meet a byte or accuracy budget.
+    mixed_precision: weight bits per layer (8/4/2/1 via LUT) under a
+        flash or accuracy budget, written as a recipe.
 """

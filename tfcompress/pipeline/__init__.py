@@ -3,6 +3,9 @@
 Modules:
     recipe: the declarative ``Recipe`` (YAML / JSON / dict / built-in names).
     stages: ``compress``: run a recipe's stages on a model, with checkpoints.
+    training: how each stage fine-tunes: loss, learning rate and schedule,
+        best-epoch restore, BatchNorm, epochs scaled by data size.
+    verdict: the accuracy guard against the float model and int8 PTQ.
     jobs: the jobs behind the CLI and ``make tflite``: compress, convert,
         validate, write the artifact set and reports.
     file_jobs: jobs on a user's .tflite: read (verified), inspect, bench,
