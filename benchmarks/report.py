@@ -118,12 +118,14 @@ def render(res: dict, elapsed: float) -> tuple:
              f"{mark(dl <= 0.3)} |")
     if dl > 0.3:
         misses.append(("lat_digits", dl, None))
-    ov = res.get("overhead")
-    if ov:
+    for key, shape in (("overhead", "digits"), ("overhead_dscnn", "DS-CNN")):
+        ov = res.get(key)
+        if not ov:
+            continue
         p = ov["plain fit"]
         for k in ("tfc.prune", "tfc.cluster", "tfc.quantize"):
             r_ = ov[k] / p
-            t.append(f"| wrapper overhead {k} <= 1.3x plain fit | "
+            t.append(f"| wrapper overhead {k} ({shape}) <= 1.3x plain fit | "
                      f"{ov[k]*1000:.0f} vs {p*1000:.0f} ms/epoch | {r_:.2f} |"
                      f" {mark(r_ <= 1.3)} |")
             if r_ > 1.3:
@@ -187,13 +189,18 @@ def render(res: dict, elapsed: float) -> tuple:
     tm.append(f"| whole benchmark run | {elapsed:.0f} s |")
     timings = "\n".join(tm)
 
-    ovt = ""
-    if ov:
-        o = [("| training (digits CNN, batch 32, same batches, no shuffle) "
+    tables = []
+    for key, shape in (("overhead", "digits CNN, batch 32"),
+                       ("overhead_dscnn", "DS-CNN 49x10x1, batch 64")):
+        ov = res.get(key)
+        if not ov:
+            continue
+        o = [(f"| training ({shape}, same batches, no shuffle) "
               "| median epoch | vs plain fit |"), "| --- | ---: | ---: |"]
         for k, v in ov.items():
             o.append(f"| {k} | {v*1000:.0f} ms | {v / ov['plain fit']:.2f}x |")
-        ovt = "\n".join(o)
+        tables.append("\n".join(o))
+    ovt = "\n\n".join(tables)
     return table_text, targets, timings, ovt, misses
 
 

@@ -48,27 +48,28 @@ def main(argv=None) -> int:
     from sample_models import sine
     started = time.perf_counter()
     res: dict = {}
-    bench_digits(res)
-    if "sine" not in args.skip:
-        bench_sine(res, args.sine_epochs or sine.EPOCHS)
-    if "mobilenet" not in args.skip:
-        bench_mobilenet(res)
-    if "structured" not in args.skip:
-        bench_structured(res)
-    if "lowbit" not in args.skip:
-        bench_lowbit(res)
-    if "overhead" not in args.skip:
-        bench_overhead(res)
-    if "times" not in args.skip:
-        bench_times(res)
+    core = [("digits", lambda: bench_digits(res)),
+            ("sine", lambda: bench_sine(res, args.sine_epochs or sine.EPOCHS)),
+            ("mobilenet", lambda: bench_mobilenet(res)),
+            ("structured", lambda: bench_structured(res)),
+            ("lowbit", lambda: bench_lowbit(res)),
+            ("overhead", lambda: bench_overhead(res)),
+            ("times", lambda: bench_times(res))]
+    core = [(n, f) for n, f in core if n not in args.skip]
+    extra_names = [n for n in SECTIONS if n not in args.skip]
     extra = []
-    for name in SECTIONS:
-        if name in args.skip:
-            continue
-        section = importlib.import_module(f"benchmarks.{name}")
-        log(f"section {name}")
-        section.run(res)
-        extra.append(section.markdown(res))
+    from converters import progress
+    with progress.bar(len(core) + len(extra_names), "benchmark sections",
+                      unit="section") as bar:
+        for name, run in core:
+            run()
+            bar.update()
+        for name in extra_names:
+            section = importlib.import_module(f"benchmarks.{name}")
+            log(f"section {name}")
+            section.run(res)
+            extra.append(section.markdown(res))
+            bar.update()
     elapsed = time.perf_counter() - started
     note = (f"Sections left out in this run: {', '.join(args.skip)}."
             if args.skip else "")

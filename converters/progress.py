@@ -29,7 +29,8 @@ import threading
 import time
 from typing import Dict, Iterator, Optional
 
-__all__ = ["bar", "relay", "set_verbosity", "verbosity"]
+__all__ = ["bar", "fit_verbose", "header", "relay", "set_verbosity",
+           "verbosity"]
 
 ENV_FILE = "TFCOMPRESS_PROGRESS_FILE"
 ENV_LEVEL = "TFCOMPRESS_VERBOSITY"
@@ -47,6 +48,24 @@ def verbosity() -> int:
         return int(os.environ.get(ENV_LEVEL, "1"))
     except ValueError:
         return 1
+
+
+def fit_verbose() -> int:
+    """Keras ``fit(verbose=...)`` for the current verbosity: 0 when quiet,
+    Keras' bar on a terminal or one line per epoch (2) when stderr is not a
+    terminal, 2 when verbose."""
+    level = verbosity()
+    if level <= 0:
+        return 0
+    if level == 1 and sys.stderr.isatty():
+        return 1
+    return 2
+
+
+def header(line: str) -> None:
+    """One status line on stderr (none when quiet)."""
+    if verbosity() > 0:
+        print(line, file=sys.stderr, flush=True)
 
 
 class _Bar:

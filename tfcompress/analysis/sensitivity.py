@@ -43,6 +43,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from converters import progress
 from converters.conversion.artifact import gzip_bytes  # the size report.json gives
 from tfcompress.keras2 import clustering
 from tfcompress.keras2 import pruning
@@ -220,21 +221,27 @@ def analyze(model, x: np.ndarray, y: Optional[np.ndarray] = None, *,
                           .reshape(len(x), -1), -1)
     base = _accuracy(model, x, y, reference, batch_size)
     rows = []
+    plan = []
     for layer, prunable, allowed in _candidates(model):
-        original = [w.numpy() for w in _kernels(layer)]
-        row = {"layer": layer.name, "class": type(layer).__name__,
-               "weights": int(sum(w.size for w in original)),
-               "prune": {}, "cluster": {}}
         trials = [("prune", s, (s, None)) for s in sparsities if prunable] + \
                  [("cluster", k, (0.0, k)) for k in clusters if k in allowed]
-        for kind, key, (s, k) in trials:
-            for var, w in zip(_kernels(layer), original):
-                var.assign(_settle(w, s, k))
-            row[kind][key] = round(
-                base - _accuracy(model, x, y, reference, batch_size), 6)
-            for var, w in zip(_kernels(layer), original):
-                var.assign(w)
-        rows.append(row)
+        plan.append((layer, trials))
+    with progress.bar(sum(len(t) for _, t in plan), "sensitivity sweep",
+                      unit="trial") as bar:
+        for layer, trials in plan:
+            original = [w.numpy() for w in _kernels(layer)]
+            row = {"layer": layer.name, "class": type(layer).__name__,
+                   "weights": int(sum(w.size for w in original)),
+                   "prune": {}, "cluster": {}}
+            for kind, key, (s, k) in trials:
+                for var, w in zip(_kernels(layer), original):
+                    var.assign(_settle(w, s, k))
+                row[kind][key] = round(
+                    base - _accuracy(model, x, y, reference, batch_size), 6)
+                for var, w in zip(_kernels(layer), original):
+                    var.assign(w)
+                bar.update()
+            rows.append(row)
     return Sensitivity(base, rows, "accuracy" if y is not None else "agreement")
 
 

@@ -109,6 +109,55 @@ class SparsityLogger(keras.callbacks.Callback):
         return {"per_layer": self.per_layer, "log_dir": self.log_dir}
 
 
+def _assigned_kernels(model) -> list:
+    """``(wrapper, kernel)`` of every cluster-preserving QAT weight: tfmot
+    overwrites the kernel with the clustered weight in training (the
+    centroids and the original weights are what is trained), so the
+    kernel itself gets no gradient."""
+    from tfcompress.keras2.quantization import quantize_wrapper
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (  # noqa: E501
+        cluster_preserve_quantize_registry as cpq)
+    out = []
+    for layer in model.layers:
+        if not isinstance(layer, quantize_wrapper.QuantizeWrapper):
+            continue
+        for weight, quantizer, qvars in getattr(layer, "_weight_vars", ()):
+            if (isinstance(quantizer, cpq.ClusterPreserveDefaultWeightsQuantizer)
+                    and cpq.CLUSTER_CENTROIDS in qvars):
+                out.append((layer, weight))
+    return out
+
+
+class FreezeAssignedKernels(keras.callbacks.Callback):
+    """Keep the kernels that cluster-preserving QAT assigns (never uses in
+    the forward pass) out of the optimizer during ``fit``, so it neither
+    builds slots for them nor warns "Gradients do not exist" every step.
+    The layers' weight lists are restored at the end of ``fit``, so saved
+    weights keep their order.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._moved: list = []
+
+    def on_train_begin(self, logs=None):
+        for wrapper, kernel in _assigned_kernels(self.model):
+            for owner in (wrapper, wrapper.layer):
+                lst = owner._trainable_weights
+                for idx in reversed([i for i, w in enumerate(lst)
+                                     if w is kernel]):
+                    del lst[idx]
+                    self._moved.append((lst, idx, kernel))
+
+    def on_train_end(self, logs=None):
+        for lst, idx, kernel in reversed(self._moved):  # last out, first in
+            lst.insert(idx, kernel)
+        self._moved = []
+
+    def get_config(self):
+        return {}
+
+
 def callbacks_for(model, *, per_layer: bool = False,
                   log_dir: Optional[str] = None) -> List[keras.callbacks.Callback]:
     """The callbacks ``model.fit`` needs for ``model``'s wrappers.
@@ -124,4 +173,6 @@ def callbacks_for(model, *, per_layer: bool = False,
     from tfcompress.keras2 import quantization
     if quantization.is_quantized(model):  # input ranges equal on replicas
         out.append(distribute.SyncQuantizeRanges())
+        if _assigned_kernels(model):
+            out.append(FreezeAssignedKernels())
     return out

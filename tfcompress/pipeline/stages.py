@@ -30,6 +30,7 @@ from tfcompress.pipeline import training
 from tfcompress.keras2 import distill
 from tfcompress.pipeline import distribute
 from tfcompress.analysis import stats
+from converters import progress
 from converters.files import atomic_write
 from tfcompress.keras2.unwrap import scope, strip
 from tfcompress.keras2.env import keras
@@ -62,6 +63,24 @@ def _optimizer(fit: dict, learning_rate: float):
     config = opt.get_config()
     config["learning_rate"] = learning_rate
     return type(opt).from_config(config)
+
+
+_DESCRIBE = {
+    "prune": ("target_sparsity", "{:.0%} sparsity"),
+    "cluster": ("clusters", "{} clusters"),
+    "quantize": ("weight_bits", "{}-bit weights"),
+    "binarize": ("mode", "{}"),
+}
+
+
+def describe(kind: str, params: dict, epochs: int) -> str:
+    """``"cluster (16 clusters, 3 epochs)"``: a stage in one phrase."""
+    parts = []
+    key, fmt = _DESCRIBE.get(kind, (None, ""))
+    if key is not None and params.get(key) is not None:
+        parts.append(fmt.format(params[key]))
+    parts.append(f"{epochs} epoch{'s' if epochs != 1 else ''}")
+    return f"{kind} ({', '.join(parts)})"
 
 
 def _wrap_prune(p: dict, model, report, previous: List[str]):
@@ -241,11 +260,15 @@ def compress(model, train_data, val_data=None, recipe="recipe.yaml", *,
         stage_cbs = cb.callbacks_for(
             wrapped, log_dir=log_dir if chief else None) + _epoch_resume(
             checkpoint_dir, i, chief) + best + list(callbacks or [])
+        if plan.epochs:
+            progress.header(f"stage {i + 1}/{len(rec.stages)}: "
+                            f"{describe(stage.kind, stage.params, plan.epochs)}")
         h = wrapped.fit(
             xs, ys, epochs=plan.epochs,
             batch_size=stage.params["batch_size"] or fit["batch_size"],
             validation_data=vs, validation_split=split,
-            callbacks=stage_cbs, verbose=fit["verbose"]) if plan.epochs \
+            callbacks=stage_cbs,
+            verbose=fit["verbose"] and progress.fit_verbose()) if plan.epochs \
             else None
         current = kind.unwrap(wrapped)
         summary = stats.summary(current)
