@@ -40,6 +40,8 @@ class Artifact:
                              "tflite": self._describe(), "validation": {}}
         self.extra_files: dict = {}
         self.device = None  # micro: a budgets profile name or {ram, flash}
+        self.c_name = "model"  # micro: C++ namespace and file prefix
+        self.shipped = None  # micro: the one model the C source carries
 
     # -- checks ----------------------------------------------------------
     def _describe(self) -> dict:
@@ -126,6 +128,7 @@ class Artifact:
                 failures.append("TFLM output differs from LiteRT: "
                                 f"{micro_report.get('reason', micro_report)}")
             failures += self._validate_lut(ref)
+            failures += self._ship_micro(ref)
             self._fit_budgets()
         self.report["validation"]["passed"] = not failures
         if failures and require:
@@ -164,25 +167,51 @@ class Artifact:
         return [] if check["passed"] else [
             "LUT-compressed model differs from LiteRT in TFLM"]
 
+    def _ship_micro(self, ref) -> List[str]:
+        """Ship the LUT-encoded model when it validated, else the plain one."""
+        val = self.report["validation"]
+        lut = val.get("micro_lut", {})
+        if lut.get("passed") and "model_lut.tflite" in self.extra_files:
+            return self.ship(self.extra_files["model_lut.tflite"],
+                             encoding="lut", file="model_lut.tflite",
+                             python_minimum=lut["arena_bytes"],
+                             inputs=ref.raw_inputs)
+        return self.ship(self.tflite, encoding="none", file="model.tflite",
+                         python_minimum=val["micro"]["arena_bytes"],
+                         inputs=ref.raw_inputs)
+
+    def ship(self, tflite: bytes, *, encoding: str, file: str,
+             python_minimum: Optional[int] = None, inputs=None) -> List[str]:
+        """Make ``tflite`` (plain or encoded, already validated in TFLM) the
+        model the micro artifact ships: the C array, resolver, arena, budget
+        verdict and report all derive from exactly these bytes.
+
+        Returns the failures (a C++ build whose outputs differ from the
+        Python TFLM interpreter's).
+        """
+        from converters.targets import micro_ship
+        if inputs is not None and not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        self.shipped = micro_ship.ship(tflite, encoding=encoding, file=file,
+                                       python_minimum=python_minimum,
+                                       inputs=inputs)
+        self.report["micro"] = self.shipped.to_report()
+        return [] if self.shipped.passed else [
+            f"the TFLM C++ build's outputs for {file} differ from the Python "
+            f"TFLM interpreter's: {self.shipped.cpp_check}"]
+
     def _fit_budgets(self) -> None:
-        """Model flash (LUT-compressed when that validated) and recommended
-        arena against every device profile, and against ``self.device``
-        (a profile name or ``{"ram": .., "flash": ..}``) as ``budget``."""
+        """The shipped model's array bytes (flash) and 32-bit arena (RAM)
+        against every device profile, and against ``self.device`` (a
+        profile name or ``{"ram": .., "flash": ..}``) as ``budget``."""
         from converters.targets import budgets
-        micro = self.report["validation"]["micro"]
-        lut = self.report["validation"].get("micro_lut", {})
-        flash = lut.get("bytes_after") if "passed" in lut else len(self.tflite)
-        arena = lut.get("arena_bytes", micro["arena_recommended"]) \
-            if "passed" in lut else micro["arena_recommended"]
-        self.report["budgets"] = {
-            name: budgets.fit(name, model_bytes=flash, arena_bytes=arena)
-            for name in sorted(budgets.PROFILES)}
+        self.report["budgets"] = {name: self.shipped.fit(name)
+                                  for name in sorted(budgets.PROFILES)}
         if self.device is not None:
             device = self.device
             kwargs = dict(device) if isinstance(device, dict) else {}
             profile = None if isinstance(device, dict) else device
-            self.report["budget"] = budgets.fit(
-                profile, model_bytes=flash, arena_bytes=arena, **kwargs)
+            self.report["budget"] = self.shipped.fit(profile, **kwargs)
 
     @property
     def passed(self) -> bool:
@@ -190,25 +219,30 @@ class Artifact:
 
     # -- output -----------------------------------------------------------
     def save(self, out_dir: str) -> List[str]:
-        """Write ``model.tflite``, ``report.json`` and, for micro,
-        ``model_data.cc``/``.h``; each file atomically."""
+        """Write ``model.tflite``, ``report.json`` and, for micro, the C
+        source of the shipped model (``<c_name>_data.cc``/``.h``, ``main.cc``,
+        ``BUILD.md``); each file atomically."""
         from converters.files import atomic_write
+        if self.target == "micro" and self.shipped is None:
+            raise ValidationError(
+                f"{self.name}: validate() the micro artifact before save(); "
+                "the C header needs the measured arena size")
         os.makedirs(out_dir, exist_ok=True)
         paths = [atomic_write(os.path.join(out_dir, "model.tflite"),
                               self.tflite)]
         for name, data in self.extra_files.items():
             paths.append(atomic_write(os.path.join(out_dir, name), data))
         if self.target == "micro":
-            from converters.targets import micro_emit
-            arena = self.report["validation"].get("micro", {}).get(
-                "arena_recommended")
-            if arena is None:
-                raise ValidationError(
-                    f"{self.name}: validate() the micro artifact before "
-                    "save(); the C header needs the measured arena size")
-            paths += micro_emit.write_sources(self.tflite, out_dir,
-                                              arena_bytes=arena,
-                                              info=self.info)
+            from converters.targets import micro_emit, micro_example
+            shipped = self.shipped
+            info = flatbuffer.read(shipped.tflite)
+            paths += micro_emit.write_sources(
+                shipped.tflite, out_dir, arena=shipped.arena, info=info,
+                name=self.c_name, shipped=shipped.description)
+            paths += micro_example.write_example(
+                out_dir, name=self.c_name, arena=shipped.arena,
+                data_bytes=shipped.bytes, shipped=shipped.description,
+                info=info)
         from converters.reporting import report as reports
         images = reports.write(self.report, out_dir)
         paths += [os.path.join(out_dir, n) for n in

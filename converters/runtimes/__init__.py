@@ -8,4 +8,6 @@ Modules:
     metrics: compare a converted model's outputs with the float model.
     tflm: run a .tflite in TensorFlow Lite Micro; arena bisection; validation.
     tflm_worker: the child process that hosts the TFLM interpreter.
+    tflm_build: the host TFLM C++ library, built once per machine and cached.
+    tflm_cpp: run a .tflite in that C++ build (arena bisection, outputs).
 """

@@ -64,9 +64,13 @@ def _summary(report: dict) -> None:
     micro = val.get("micro")
     if micro:
         rows += [("tflm agreement", f"{micro['agreement']:.4f}"),
-                 ("tflm max diff (LSB)", micro.get("max_abs_lsb")),
-                 ("arena bytes (min / recommended)",
-                  f"{micro['arena_bytes']} / {micro['arena_recommended']}")]
+                 ("tflm max diff (LSB)", micro.get("max_abs_lsb"))]
+    shipped = report.get("micro")
+    if shipped:
+        arena = shipped["arena"]
+        rows += [("C array", f"{shipped['file']}, {shipped['array_bytes']} B"),
+                 ("arena bytes (32-bit / 64-bit host)",
+                  f"{arena['bytes']} / {arena['bytes_64']} ({arena['source']})")]
     budget = report.get("budget")
     if budget:
         rows.append((f"fits {budget['profile']}",
@@ -85,6 +89,16 @@ def _finish(art) -> None:
               f"{json.dumps(art.report['validation'].get('litert', {}))}")
 
 
+def _c_name(ctx, param, value):
+    if value is None:
+        return None
+    from converters.targets.micro_emit import check_name
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _target_options(fn):
     """Options ``optimize`` and ``convert`` share: micro device budget,
     Android labels and normalization, and ``--unsafe`` loading."""
@@ -97,6 +111,10 @@ def _target_options(fn):
                      help="micro: custom RAM bytes."),
         click.option("--flash", type=int, default=None,
                      help="micro: custom flash bytes."),
+        click.option("--name", "c_name", default=None, callback=_c_name,
+                     help="micro: C++ namespace and file prefix of the "
+                          "emitted sources (NAME_data.h/.cc), so several "
+                          "models fit in one firmware [default: model]."),
         click.option("--labels", "labels_path", type=click.Path(),
                      default=None,
                      help="android: text file, one class name per line."),
@@ -146,8 +164,8 @@ def main():
                    "TF_CONFIG and only the chief writes --out.")
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
-             checkpoint_dir, device, ram, flash, labels_path, normalization,
-             unsafe, strategy):
+             checkpoint_dir, device, ram, flash, c_name, labels_path,
+             normalization, unsafe, strategy):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -168,7 +186,7 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
                             holdout=holdout, log=_log,
                             checkpoint_dir=checkpoint_dir,
                             device=_device(device, ram, flash),
-                            strategy=strategy,
+                            strategy=strategy, c_name=c_name,
                             **_android_options(labels_path, normalization))
     _finish(art)
 
@@ -185,7 +203,7 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
 @_target_options
 @_errors
 def convert(model, data_path, target, mode, out_dir, device, ram, flash,
-            labels_path, normalization, unsafe):
+            c_name, labels_path, normalization, unsafe):
     """Convert MODEL (.keras, .h5, SavedModel dir) to a validated .tflite.
 
     \b
@@ -202,7 +220,7 @@ def convert(model, data_path, target, mode, out_dir, device, ram, flash,
     art = pipeline.convert_and_validate(
         keras_model, x, x, y, target=target, mode=mode, out_dir=out_dir,
         name=_stem(model), log=_log, device=_device(device, ram, flash),
-        **_android_options(labels_path, normalization))
+        c_name=c_name, **_android_options(labels_path, normalization))
     _finish(art)
 
 

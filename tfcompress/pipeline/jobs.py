@@ -74,10 +74,11 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                          name="model", float_model=None, stages=None,
                          layer_report=None, log=None, device=None,
                          labels=None, normalization=None, extra=None,
-                         android=None):
+                         android=None, c_name=None):
     """Convert ``model``, validate it on ``(x_eval, y_eval)``, save to
     ``out_dir``. ``float_model`` (default: ``model``) gives the float baseline
-    for size and accuracy. ``android`` (default: ``target == "android"``)
+    for size and accuracy. ``c_name`` names the micro C++ namespace and files
+    (default ``model``: ``model_data.h``). ``android`` (default: ``target == "android"``)
     also writes ``out_dir/android/`` and the latency comparison."""
     from converters import convert
     if not isinstance(model, str):  # a SavedModel path has no Keras weights
@@ -88,6 +89,7 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
               f"{min(len(x_calib), 500)} calibration samples")
     art = convert(model, x_calib, target=target, mode=mode, name=name)
     art.device = device
+    art.c_name = c_name or art.c_name
     _say(log, f"[{name}] validating on {len(x_eval)} samples in LiteRT"
               + (" and TFLM (arena bisection)" if target == "micro" else ""))
     art.validate(x_eval, y_eval, require=False)
@@ -127,7 +129,8 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
 
 def optimize(model, x, y, recipe, *, target="android", out_dir=None,
              name="model", holdout=datasets.HOLDOUT, log=None, device=None,
-             strategy=None, labels=None, normalization=None, **compress_kw):
+             strategy=None, labels=None, normalization=None, c_name=None,
+             **compress_kw):
     """Run ``recipe`` on ``model`` with ``(x, y)``, then convert and validate
     on a seeded ``holdout`` share of the data.
 
@@ -160,7 +163,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
             result.model, x_tr, x_ho, y_ho, target=target, out_dir=write_to,
             name=name, float_model=model, stages=result.history,
             layer_report=result.report, log=log, device=device,
-            labels=labels, normalization=normalization,
+            labels=labels, normalization=normalization, c_name=c_name,
             extra={"recipe": rec.to_dict(), "timings": {"train_s": train_s}})
 
 
