@@ -13,6 +13,10 @@ cache folder outside the repository, under a file lock, and reuses it:
 * ``TFCOMPRESS_TFLM_BUILD``: ``auto`` (default) builds a missing library
   (about 2 min per architecture on 2 cores), ``never`` only uses finished
   builds.
+* ``TFCOMPRESS_TFLM_KERNELS``: kernel sources to build (``build.sh
+  --kernels``, e.g. ``"conv fully_connected pooling reshape softmax"``);
+  default: ``build.sh``'s default set. A model needing a kernel the library
+  lacks is measured with the Python runtime instead (labelled).
 
 ``python -m converters.runtimes.tflm_build`` builds both architectures.
 
@@ -36,7 +40,7 @@ import sys
 import time
 from collections.abc import Callable
 
-__all__ = ["ARCHES", "HostLibrary", "TflmBuildError", "library", "locked",
+__all__ = ["ARCHES", "HostLibrary", "TflmBuildError", "library", "locked", "say",
            "source_dir", "unavailable_reason"]
 
 ARCHES = ("m32", "64")  # 32-bit first: it is the figure a device needs
@@ -68,18 +72,34 @@ def _repo_root() -> str:
 
 
 def source_dir() -> str | None:
-    """The TFLM package (with ``build.sh``), or None where there is none."""
-    path = os.environ.get("TFCOMPRESS_TFLM_SRC") or os.path.join(
-        os.path.dirname(_repo_root()), "shared", "tflm")
-    return path if os.path.isfile(os.path.join(path, "build.sh")) else None
+    """The TFLM package (with ``build.sh``): ``TFCOMPRESS_TFLM_SRC``, else
+    ``shared/tflm`` beside the repository (or beside a folder above it, for
+    a git worktree); None where there is none."""
+    env = os.environ.get("TFCOMPRESS_TFLM_SRC")
+    if env:
+        candidates = [env]
+    else:
+        up = _repo_root()
+        candidates = []
+        for _ in range(3):
+            up = os.path.dirname(up)
+            candidates.append(os.path.join(up, "shared", "tflm"))
+    for path in candidates:
+        if os.path.isfile(os.path.join(path, "build.sh")):
+            return path
+    return None
 
 
 def _cxx() -> str:
     return os.environ.get("CXX", "g++")
 
 
+def _kernels() -> str:
+    return " ".join(os.environ.get("TFCOMPRESS_TFLM_KERNELS", "").split())
+
+
 def _key(src: str) -> str:
-    h = hashlib.sha256()
+    h = hashlib.sha256(_kernels().encode())
     for name in ("build.sh", "lists/core_srcs.txt", "lists/kernel_srcs.txt"):
         with open(os.path.join(src, name), "rb") as f:
             h.update(f.read())
@@ -161,12 +181,13 @@ def locked(path: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _default_log(message: str) -> None:
+def say(message: str) -> None:
+    """The default progress output: one line on stderr."""
     print(message, file=sys.stderr, flush=True)
 
 
 def library(arch: str = "64", *,
-            log: Callable[[str], None] | None = _default_log) -> HostLibrary:
+            log: Callable[[str], None] | None = say) -> HostLibrary:
     """The host TFLM library for ``arch`` (``"64"`` or ``"m32"``), built once.
 
     Concurrent callers (test workers, two conversions) wait on a file lock;
@@ -190,6 +211,8 @@ def library(arch: str = "64", *,
             return _load(arch, out)
         cmd = ["bash", os.path.join(src, "build.sh"), out, "-j",
                str(os.cpu_count() or 2)] + (["--m32"] if arch == "m32" else [])
+        if _kernels():
+            cmd += ["--kernels", _kernels()]
         if shutil.which("nice"):
             cmd = ["nice", "-n", "10"] + cmd
         if log:

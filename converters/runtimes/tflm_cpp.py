@@ -45,11 +45,6 @@ class CppUnavailable(RuntimeError):
     """No C++ build is possible for this model here (one line says why)."""
 
 
-def _log_default(message: str) -> None:
-    import sys
-    print(message, file=sys.stderr, flush=True)
-
-
 def _lib(arch: str, log) -> tflm_build.HostLibrary:
     try:
         return tflm_build.library(arch, log=log)
@@ -58,7 +53,7 @@ def _lib(arch: str, log) -> tflm_build.HostLibrary:
 
 
 def runner(tflite: bytes, arch: str = "64", *,
-           log: Callable[[str], None] | None = _log_default) -> tuple[str, str]:
+           log: Callable[[str], None] | None = tflm_build.say) -> tuple[str, str]:
     """The runner binary for the model's ops and ``arch``, compiled once.
 
     Returns:
@@ -142,7 +137,7 @@ def runs_with_arena(tflite: bytes, arena_size: int, arch: str = "64", *,
 
 def find_arena(tflite: bytes, arch: str = "64", *, start: int | None = None,
                timeout: float = 60.0,
-               log: Callable[[str], None] | None = _log_default
+               log: Callable[[str], None] | None = tflm_build.say
                ) -> tuple[int, str]:
     """The smallest arena (multiple of 16 B) a plain ``MicroInterpreter`` runs
     the model with in the C++ build for ``arch``.

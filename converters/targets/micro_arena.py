@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from converters.runtimes.tflm_build import say
+
 __all__ = ["ArenaFigures", "from_bytes", "measure"]
 
 CPP = "tflm-c++"
@@ -80,7 +82,7 @@ def from_bytes(arena_bytes: int, note: str = "given by the caller") -> ArenaFigu
 
 
 def measure(tflite: bytes, *, python_minimum: int | None = None,
-            log: Callable[[str], None] | None = None) -> ArenaFigures:
+            log: Callable[[str], None] | None = say) -> ArenaFigures:
     """Measure the arena in the C++ build, or fall back (labelled).
 
     Args:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from converters.runtimes.tflm_build import say
 from converters.targets.micro_arena import CPP, ArenaFigures
 
 __all__ = ["MAX_CHECK_SAMPLES", "Shipped", "report_lines", "ship"]
@@ -94,7 +95,7 @@ def _check_outputs(tflite: bytes, inputs: Sequence[np.ndarray],
 def ship(tflite: bytes, *, encoding: str = "none", file: str = "model.tflite",
          python_minimum: int | None = None,
          inputs: Sequence[np.ndarray] | None = None,
-         log: Callable[[str], None] | None = None) -> Shipped:
+         log: Callable[[str], None] | None = say) -> Shipped:
     """Measure and check the model that ships.
 
     Args:
