@@ -10,6 +10,9 @@ Example:
 import importlib
 
 from converters import _moved  # noqa: F401  (old import paths)
+from converters.loading import quiet as _quiet
+
+_quiet.install()   # TensorFlow's start-up log lines stay off the terminal
 
 _EXPORTS = {
     "convert": ("converters.conversion.artifact", "convert"),

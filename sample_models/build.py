@@ -4,14 +4,19 @@ For each sample: train the float model with ``fit``, run its recipe (digits:
 prune 75% -> sparsity-preserving cluster 16 -> PCQAT, all through callbacks
 in ``model.fit``; sine: none, post-training int8 as TFLM's hello_world), then
 convert to full-integer int8 for the micro target, validate in LiteRT and in
-the TFLM interpreter, and write ``build/<name>/``. Prints one summary table.
+the TFLM interpreter, and write ``build/<name>/``.
 
-    python -m sample_models.build --out build [--only digits]
+The terminal gets a status line per stage per model and one summary table;
+everything else (Keras epochs, warnings) goes to ``build/<name>/log.txt``.
+Errors still reach the terminal.
+
+    python -m sample_models.build --out build [--only digits] [-v]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -20,7 +25,46 @@ from sample_models import SAMPLES
 
 
 
-def build(name: str, out_root: str, *, verbose: int = 0):
+class _Status:
+    """Status lines: to the terminal and to the model's log file."""
+
+    def __init__(self, log_file, terminal=sys.stderr):
+        self.log_file, self.terminal = log_file, terminal
+
+    def __call__(self, msg: str) -> None:
+        print(msg, file=self.terminal, flush=True)
+        print(msg, file=self.log_file, flush=True)
+
+
+def build_logged(name: str, out_root: str, *, verbose: int = 2,
+                 echo: bool = False):
+    """:func:`build` with Keras' and Python's output in
+    ``out_root/name/log.txt``; only status lines reach the terminal (all of
+    it with ``echo``)."""
+    os.makedirs(out_root, exist_ok=True)
+    tmp_log = os.path.join(out_root, f".{name}.log.txt")
+    terminal = sys.stderr
+    with open(tmp_log, "w") as f:
+        status = _Status(f, terminal)
+        try:
+            if echo:
+                art = build(name, out_root, verbose=verbose, status=status)
+            else:
+                with contextlib.redirect_stdout(f), \
+                        contextlib.redirect_stderr(f):
+                    art = build(name, out_root, verbose=verbose,
+                                status=status)
+        except BaseException as exc:
+            first = str(exc).splitlines()[0] if str(exc) else \
+                type(exc).__name__
+            status(f"[{name}] failed: {first} (full log: {tmp_log})")
+            raise
+    final = os.path.join(out_root, name, "log.txt")
+    os.replace(tmp_log, final)
+    return art
+
+
+def build(name: str, out_root: str, *, verbose: int = 0, status=None):
     from tfcompress.pipeline import jobs as pipeline
     from tfcompress.pipeline.stages import compress
     from tfcompress.pipeline.recipe import Recipe
@@ -30,14 +74,16 @@ def build(name: str, out_root: str, *, verbose: int = 0):
     model = sample.build_model()
     sample.compile_model(model)
     started = time.perf_counter()
-    print(f"[{name}] training float model ({sample.EPOCHS} epochs)",
-          file=sys.stderr)
+    status = status or (lambda m: print(m, file=sys.stderr))
+    status(f"[{name}] training float model ({sample.EPOCHS} epochs)")
     model.fit(x, y, epochs=sample.EPOCHS, batch_size=sample.BATCH_SIZE,
               verbose=verbose)
     deployable, stages, layers = model, None, None
     if sample.RECIPE:
         rec = Recipe.load(sample.RECIPE)
         rec.fit["verbose"] = verbose or rec.fit["verbose"]
+        status(f"[{name}] recipe {rec.name}: " + " -> ".join(
+            s.kind for s in rec.stages))
         result = compress(model, (x, y), (x_test, y_test), rec)
         deployable, stages, layers = result.model, result.history, result.report
     train_s = round(time.perf_counter() - started, 1)
@@ -46,7 +92,7 @@ def build(name: str, out_root: str, *, verbose: int = 0):
         out_dir=os.path.join(out_root, name), name=name, float_model=model,
         stages=stages, layer_report=layers, android=True,
         labels=sample.LABELS, normalization=sample.NORMALIZATION,
-        log=lambda m: print(m, file=sys.stderr))
+        log=status)
     art.report["timings"]["train_s"] = train_s
     return art
 
@@ -94,9 +140,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="build")
     parser.add_argument("--only", choices=sorted(SAMPLES), action="append")
     parser.add_argument("--verbose", type=int, default=2,
-                        help="Keras fit verbosity (2: one line per epoch)")
+                        help="Keras fit verbosity in the log (2: one line "
+                             "per epoch)")
+    parser.add_argument("-v", "--echo", action="store_true",
+                        help="print the whole log on the terminal too")
     args = parser.parse_args(argv)
-    rows = [_row(build(n, args.out, verbose=args.verbose))
+    rows = [_row(build_logged(n, args.out, verbose=args.verbose,
+                              echo=args.echo))
             for n in (args.only or sorted(SAMPLES))]
     print(table(rows))
     return 0 if all(r["passed"] for r in rows) else 1

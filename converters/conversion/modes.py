@@ -22,6 +22,8 @@ from typing import Optional
 
 import numpy as np
 
+from converters import progress
+from converters.loading import quiet
 from converters.errors import ConversionError
 
 MODES = ("int8", "float16", "dynamic", "int16x8", "float32", "int4")
@@ -66,8 +68,10 @@ def representative_dataset(x: np.ndarray, samples: int = CALIBRATION_SAMPLES):
     data = np.asarray(x, dtype=np.float32)[:samples]
 
     def gen():
-        for row in data:
-            yield [row[None, ...]]
+        with progress.bar(len(data), "calibration", unit="sample") as p:
+            for row in data:
+                yield [row[None, ...]]
+                p.update()
     return gen
 
 
@@ -126,7 +130,8 @@ def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
         conv.inference_input_type = tf.int16
         conv.inference_output_type = tf.int16
     try:
-        return bytes(conv.convert())
+        with quiet.captured_stderr():   # the calibrator's native log line
+            return bytes(conv.convert())
     except Exception as exc:  # the converter raises ConverterError & co.
         raise ConversionError(_explain(exc, mode)) from None
 

@@ -22,8 +22,46 @@ def _save(fig, path: str) -> str:
     return atomic_write(path, buf.getvalue())
 
 
+def place_labels(ax, points, texts, *, fontsize: int = 8) -> list:
+    """Annotate each point with its text, choosing for each label the first
+    of several offsets whose box overlaps no label placed before it and no
+    other point (measured in display pixels). Returns the annotations."""
+    from matplotlib.text import Text
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    candidates = [(8, 4), (8, -4), (-8, 4), (-8, -4), (8, 30), (8, -30),
+                  (-8, 30), (-8, -30), (8, 56), (8, -56), (-8, 56), (-8, -56)]
+    marks = [ax.transData.transform(p) for p in points]
+    placed, notes = [], []
+    for (x, y), text in zip(points, texts):
+        for dx, dy in candidates:
+            note = ax.annotate(text, (x, y), textcoords="offset points",
+                               xytext=(dx, dy), fontsize=fontsize,
+                               ha="left" if dx > 0 else "right",
+                               va="bottom" if dy > 0 else "top",
+                               arrowprops=dict(arrowstyle="-", color="0.6",
+                                               lw=0.6))
+            # the text's own box (an annotation's includes its arrow)
+            box = Text.get_window_extent(note, renderer).expanded(1.05, 1.15)
+            clash = any(box.overlaps(b) for b in placed) or any(
+                box.contains(mx, my) for mx, my in marks)
+            if not clash:
+                break
+            note.remove()
+        else:
+            note = ax.annotate(text, (x, y), textcoords="offset points",
+                               xytext=candidates[0], fontsize=fontsize)
+            box = Text.get_window_extent(note, renderer)
+        placed.append(box)
+        notes.append(note)
+    return notes
+
+
 def size_vs_accuracy(variants: List[dict], path: str) -> Optional[str]:
-    """Scatter of .tflite bytes (log x) vs accuracy, one point a variant.
+    """Scatter of .tflite size (KiB, log x) vs accuracy, one point a
+    variant, each labelled with its name, size and accuracy; labels never
+    overlap each other or the points.
 
     ``variants``: ``[{"name", "bytes", "accuracy"}]``.
     """
@@ -32,16 +70,30 @@ def size_vs_accuracy(variants: List[dict], path: str) -> Optional[str]:
     if not rows:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for v in rows:
-        ax.scatter(v["bytes"] / 1024, 100 * v["accuracy"], s=60)
-        ax.annotate(v["name"], (v["bytes"] / 1024, 100 * v["accuracy"]),
-                    textcoords="offset points", xytext=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    xs = [v["bytes"] / 1024 for v in rows]
+    ys = [100 * v["accuracy"] for v in rows]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        ax.scatter(x, y, s=60, color=colors[i % len(colors)], zorder=3)
     ax.set_xscale("log")
+    lo, hi = min(xs), max(xs)
+    ax.set_xlim(lo / 1.6, hi * 2.2)          # room for labels on the right
+    spread = max(ys) - min(ys)
+    pad = max(1.0, 0.35 * spread)
+    ax.set_ylim(min(ys) - pad, max(ys) + pad)
+    from matplotlib.ticker import FuncFormatter
+    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("model size (KiB, log scale)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title("size vs accuracy")
-    ax.grid(True, alpha=0.3)
+    ax.set_title("size vs accuracy (up and left is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    place_labels(ax, list(zip(xs, ys)),
+                 [f"{v['name']}\n{v['bytes'] / 1024:,.1f} KiB, "
+                  f"{100 * v['accuracy']:.2f}%" for v in rows])
     return _save(fig, path)
 
 
@@ -63,7 +115,8 @@ def layer_sparsity(layers: List[dict], path: str) -> Optional[str]:
                     ha="center", va="bottom", fontsize=8)
     ax.set_ylim(0, 110)
     ax.set_ylabel("zero weights (%)")
-    ax.set_title("per-layer sparsity and unique values")
+    ax.set_xlabel("layer (model order)")
+    ax.set_title("per-layer sparsity, with unique int8 values per layer")
     ax.tick_params(axis="x", rotation=30)
     return _save(fig, path)
 

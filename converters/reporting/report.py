@@ -1,7 +1,8 @@
-"""Reports: ``report.json`` (machine), ``report.md`` (tables) and plots.
+"""Reports: ``report.json`` (machine), ``report.md`` (tables), ``report.html``
+(one self-contained page, :mod:`converters.reporting.html`) and plots.
 
 :func:`write` takes the report dict an artifact built (``converters``) plus
-what training added (stages, variants) and writes all three into a folder.
+what training added (stages, variants) and writes them all into a folder.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import platform
 
-from converters.reporting import plots
+from converters.reporting import html, plots
 from converters.files import atomic_write, atomic_write_json
 
 
@@ -135,5 +136,7 @@ def write(report: dict, out_dir: str) -> dict:
     images = plots.write_all(report, out_dir)
     report["plots"] = images
     atomic_write(os.path.join(out_dir, "report.md"), markdown(report, images))
+    atomic_write(os.path.join(out_dir, "report.html"),
+                 html.render(report, images, out_dir))
     atomic_write_json(os.path.join(out_dir, "report.json"), report)
     return images

@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from converters import progress
+
 
 @dataclasses.dataclass
 class RunResult:
@@ -79,9 +81,11 @@ def run(tflite: bytes, x: np.ndarray, *, num_threads: int = 1,
                          f"(N, {', '.join(map(str, expected))})")
     xq = quantize(x, inp)
     raws = []
-    for row in xq:
-        interp.set_tensor(inp["index"], row[None, ...])
-        interp.invoke()
-        raws.append(interp.get_tensor(out["index"])[0].copy())
+    with progress.bar(len(xq), "LiteRT", unit="sample") as p:
+        for row in xq:
+            interp.set_tensor(inp["index"], row[None, ...])
+            interp.invoke()
+            raws.append(interp.get_tensor(out["index"])[0].copy())
+            p.update()
     raw = np.stack(raws) if raws else np.zeros((0,) + tuple(out["shape"][1:]))
     return RunResult(dequantize(raw, out), raw, xq)

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from converters import progress
 from converters.runtimes.childproc import (ChildError, ForkServer,
                                            describe_exit, python_command,
                                            serve)
@@ -78,14 +79,15 @@ def call(fn: Callable, *args, name: str = "model",
                         f"{module}.{qualname}")
     with tempfile.TemporaryDirectory(prefix="tfc-sandbox-") as tmp:
         request = os.path.join(tmp, "request.pkl")
-        with open(request, "wb") as f:
-            pickle.dump([module, *preload], f)
-            pickle.dump((qualname, args, kwargs), f)
-        try:
-            code = _server().request(f"{tmp}\t{max(1, int(timeout))}",
-                                     timeout)
-        except ChildError as exc:
-            raise SandboxError(f"{name}: {exc}") from None
+        with progress.relay() as env:
+            with open(request, "wb") as f:
+                pickle.dump([module, *preload], f)
+                pickle.dump((qualname, args, kwargs, env), f)
+            try:
+                code = _server().request(f"{tmp}\t{max(1, int(timeout))}",
+                                         timeout)
+            except ChildError as exc:
+                raise SandboxError(f"{name}: {exc}") from None
         log = _read(os.path.join(tmp, "output.log"))
         if code == 0:
             with open(os.path.join(tmp, "response.pkl"), "rb") as f:
@@ -148,7 +150,8 @@ def _child(line: str) -> None:
     folder = line.split("\t")[0]
     with open(os.path.join(folder, "request.pkl"), "rb") as f:
         module = importlib.import_module(pickle.load(f)[0])
-        qualname, args, kwargs = pickle.load(f)
+        qualname, args, kwargs, env = pickle.load(f)
+    os.environ.update(env)   # progress reaches the caller's terminal
     fn = module
     for part in qualname.split("."):
         fn = getattr(fn, part)

@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from converters import progress
 from converters.runtimes.tflm_arena import (ARENA_GRANULARITY, ARENA_MARGIN,
                                             _call_worker, _describe_exit,
                                             _find_arena,
@@ -67,8 +68,9 @@ def _run_in_child(path: str, arena: int, xs: list[np.ndarray], n_out: int,
     tmp = os.path.dirname(path)
     in_path, out_path = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
     np.savez(in_path, **{f"in_{k}": x for k, x in enumerate(xs)})
-    code, err = _call_worker(
-        ["run", path, arena, len(xs), n_out, in_path, out_path], timeout)
+    with progress.relay():
+        code, err = _call_worker(
+            ["run", path, arena, len(xs), n_out, in_path, out_path], timeout)
     if code != 0:
         raise MicroError(f"TFLM run with a {arena}-byte arena failed: "
                          f"{_describe_exit(code, err)}")

@@ -21,6 +21,7 @@ import tempfile
 import subprocess
 from collections.abc import Sequence
 
+from converters import progress
 from converters.runtimes import childproc
 from converters.runtimes.childproc import ChildError, ForkServer
 from converters.targets.micro import MicroError, _read_fb
@@ -149,8 +150,12 @@ def _find_arena(path: str, n_inputs: int, timeout: float) -> int:
     hint = int(match.group(1)) if match else _ARENA_START
     start = max(g, -(-hint // g) * g)
 
-    with _probe_server(path, n_inputs, timeout) as ok:
-        return _bisect(ok, start)
+    with _probe_server(path, n_inputs, timeout) as ok, \
+            progress.bar(None, "TFLM arena bisection", unit="probe") as p:
+        def counted(arena: int) -> bool:
+            p.update()
+            return ok(arena)
+        return _bisect(counted, start)
 
 
 def _bisect(ok, start: int) -> int:

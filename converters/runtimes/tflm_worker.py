@@ -23,6 +23,7 @@ Exit status: 0 success, 3 TFLM refused (message on stderr after
 ``micro-worker:``), 2 bad usage.
 """
 
+import os
 import sys
 
 import numpy as np
@@ -61,16 +62,26 @@ def _run(model_path: str, arena: int, n_inputs: int, n_outputs: int,
         xs = [data[f"in_{k}"] for k in range(n_inputs)]
     details = [interp.get_input_details(k) for k in range(n_inputs)]
     outs = [[] for _ in range(n_outputs)]
-    for i in range(xs[0].shape[0]):
-        for k, (x, d) in enumerate(zip(xs, details)):
-            interp.set_input(
-                np.ascontiguousarray(x[i].reshape(d["shape"]), d["dtype"]), k)
-        interp.invoke()
-        for k in range(n_outputs):
-            y = np.array(interp.get_output(k), copy=True)
-            outs[k].append(y.reshape(y.shape[1:]) if y.ndim > 1 and
-                           y.shape[0] == 1 else y)
+    from converters import progress
+    if not os.environ.get(progress.ENV_FILE):
+        progress.set_verbosity(0)   # stderr is for errors here
+    with progress.bar(xs[0].shape[0], "TFLM", unit="sample") as p:
+        for i in range(xs[0].shape[0]):
+            _invoke_one(interp, xs, details, i, outs, n_outputs)
+            p.update()
     np.savez(out_path, **{f"out_{k}": np.stack(o) for k, o in enumerate(outs)})
+
+
+def _invoke_one(interp, xs, details, i, outs, n_outputs) -> None:
+    """Sample ``i`` of every input in, one invoke, each output appended."""
+    for k, (x, d) in enumerate(zip(xs, details)):
+        interp.set_input(
+            np.ascontiguousarray(x[i].reshape(d["shape"]), d["dtype"]), k)
+    interp.invoke()
+    for k in range(n_outputs):
+        y = np.array(interp.get_output(k), copy=True)
+        outs[k].append(y.reshape(y.shape[1:]) if y.ndim > 1 and
+                       y.shape[0] == 1 else y)
 
 
 def main(argv) -> int:

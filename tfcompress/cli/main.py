@@ -39,7 +39,10 @@ def _errors(fn):
 
 
 def _log(msg: str) -> None:
-    click.echo(msg, err=True)
+    """A status line on stderr (none with ``--quiet``)."""
+    from converters import progress
+    if progress.verbosity() > 0:
+        click.echo(msg, err=True)
 
 
 def _load_data(path: str):
@@ -132,7 +135,12 @@ def _target_options(fn):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tfcompress")
-def main():
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only results and errors: no progress, no status lines.")
+@click.option("-v", "--verbose", count=True,
+              help="More detail (Keras' per-epoch lines; -vv: TensorFlow's "
+                   "own logs).")
+def main(quiet: bool = False, verbose: int = 0):
     """Compress Keras models for Android and microcontrollers.
 
     \b
@@ -140,6 +148,13 @@ def main():
       tfcompress optimize model.keras --data data.npz \\
           --recipe pcqat --target micro --out build/mymodel
     """
+    import os
+
+    from converters import progress
+    level = 0 if quiet else 1 + verbose
+    progress.set_verbosity(level)
+    if level >= 3:
+        os.environ["TFCOMPRESS_TF_LOGS"] = "1"
 
 
 @main.command()

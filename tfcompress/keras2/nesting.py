@@ -24,6 +24,33 @@ class _Always:
         return self.value
 
 
+def check_functional(model, technique: str) -> None:
+    """Raise a clear error for model kinds the wrappers cannot clone."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{technique} expects a tf_keras Model, got {type(model).__name__}. "
+            "Build the model with `from tfcompress import keras`.")
+    if not (isinstance(model, keras.Sequential) or model._is_graph_network):
+        raise ValueError(
+            f"{technique}: model {model.name!r} is a subclassed Model "
+            f"({type(model).__name__}); it has no layer graph to rewrite. "
+            "Rebuild it as a Sequential or Functional model, or wrap its "
+            "layers individually and call the wrapper on each layer.")
+
+
+def fresh_copy(layer):
+    """A copy of ``layer`` with copied (not shared) weights."""
+    if isinstance(layer, keras.Model):
+        new = keras.models.clone_model(layer)
+        new.set_weights(layer.get_weights())
+        return new
+    new = layer.__class__.from_config(layer.get_config())
+    if layer.weights:
+        new.build(layer.get_input_shape_at(0))
+        new.set_weights(layer.get_weights())
+    return new
+
+
 def is_nested(model) -> bool:
     return any(isinstance(l, keras.Model) for l in model.layers)
 
@@ -41,8 +68,6 @@ def flatten(model) -> keras.Model:
         >>> inp = keras.Input((96, 96, 3)); out = head(base(inp))
         >>> flat = flatten(keras.Model(inp, out))      # base's layers inline
     """
-    from tfcompress.keras2.selection import check_functional, fresh_copy
-
     check_functional(model, "flatten")
     if not is_nested(model):
         return model

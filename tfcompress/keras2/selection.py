@@ -13,6 +13,8 @@ import re
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 from tfcompress.keras2.env import keras
+from tfcompress.keras2.nesting import (check_functional, flatten,  # noqa: F401
+                                       fresh_copy, nested_names)
 
 SKIP_USER = "skipped by user"
 SKIP_NO_WEIGHTS = "no weights"
@@ -84,20 +86,6 @@ def matches(layer, selectors: Optional[Iterable[LayerSelector]]) -> bool:
     return False
 
 
-def check_functional(model, technique: str) -> None:
-    """Raise a clear error for model kinds the wrappers cannot clone."""
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"{technique} expects a tf_keras Model, got {type(model).__name__}. "
-            "Build the model with `from tfcompress import keras`.")
-    if not (isinstance(model, keras.Sequential) or model._is_graph_network):
-        raise ValueError(
-            f"{technique}: model {model.name!r} is a subclassed Model "
-            f"({type(model).__name__}); it has no layer graph to rewrite. "
-            "Rebuild it as a Sequential or Functional model, or wrap its "
-            "layers individually and call the wrapper on each layer.")
-
-
 def apply_to_layers(model, decide: Callable, technique: str,
                     report: Optional[CompressionReport] = None):
     """Clone ``model`` replacing each layer by ``decide(copy)``.
@@ -106,8 +94,6 @@ def apply_to_layers(model, decide: Callable, technique: str,
     shared with the input model) and returns ``(new_layer, None)`` to wrap it
     or ``(copy, reason)`` to keep it as is. Returns ``(new_model, report)``.
     """
-    from tfcompress.keras2.nesting import flatten, nested_names
-
     check_functional(model, technique)
     report = report if report is not None else CompressionReport()
     for name in nested_names(model):
@@ -127,19 +113,6 @@ def apply_to_layers(model, decide: Callable, technique: str,
 
     new_model = keras.models.clone_model(model, clone_function=clone_fn)
     return new_model, report
-
-
-def fresh_copy(layer):
-    """A copy of ``layer`` with copied (not shared) weights."""
-    if isinstance(layer, keras.Model):
-        new = keras.models.clone_model(layer)
-        new.set_weights(layer.get_weights())
-        return new
-    new = layer.__class__.from_config(layer.get_config())
-    if layer.weights:
-        new.build(layer.get_input_shape_at(0))
-        new.set_weights(layer.get_weights())
-    return new
 
 
 def parse_selectors(values: Optional[Sequence]) -> list:
