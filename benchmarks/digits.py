@@ -94,7 +94,7 @@ def bench_digits(res: dict) -> None:
         r = art.report
         micro = r["validation"].get("micro", {})
         rows[label] = {
-            "key": recipe, "tflite": art.tflite,
+            "key": recipe, "tflite": art.plain_tflite,
             "acc": r["validation"]["litert"].get("accuracy"),
             "arena": micro.get("arena_bytes"),
             "arena_rec": micro.get("arena_recommended"),

@@ -26,7 +26,7 @@ def bench_sine(res: dict, epochs: int) -> None:
     res["sine"] = {
         "float32": {"bytes": len(f32), "gzip": gz(f32),
                     "mae": litert_metric(f32, xt, yt, "mae")},
-        "int8": {"bytes": len(art.tflite), "gzip": gz(art.tflite),
+        "int8": {"bytes": len(art.plain_tflite), "gzip": gz(art.plain_tflite),
                  "mae": r["validation"]["litert"].get("mae"),
                  "arena": micro.get("arena_bytes"),
                  "arena_rec": micro.get("arena_recommended"),

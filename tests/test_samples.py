@@ -20,7 +20,7 @@ def test_digits_pcqat_keeps_sparsity_and_clusters_in_int8(digits_pcqat):
     assert [s["kind"] for s in report["stages"]] == ["prune", "cluster",
                                                      "quantize"]
     assert report["stages"][-1]["scheme"] == "PCQAT"
-    kernels = flatbuffer.weight_stats(flatbuffer.read(art.tflite))
+    kernels = flatbuffer.weight_stats(flatbuffer.read(art.plain_tflite))
     assert len(kernels) == 4
     for k in kernels:
         assert k["dtype"] == "int8"
@@ -43,6 +43,28 @@ def test_digits_int8_accuracy_and_agreement(digits_pcqat):
     for name in ("model.tflite", "model_data.cc", "model_data.h",
                  "report.json", "report.md"):
         assert (out / "digits" / name).stat().st_size > 0
+    assert (out / "digits" / "model.tflite").read_bytes() == art.tflite
+
+
+def test_digits_micro_flash_is_a_tenth_of_float32(digits_pcqat):
+    """PCQAT + HUFFMAN/PRUNE weights: the shipped micro model is <= 0.10 of
+    the float32 .tflite, its TFLM outputs equal the plain int8 model's."""
+    from converters.runtimes import tflm
+    art, out = digits_pcqat
+    report = art.report
+    assert len(art.tflite) == report["tflite"]["bytes"]
+    assert len(art.tflite) <= 0.10 * report["float"]["bytes"]
+    assert report["float"]["accuracy"] - \
+        report["validation"]["litert"]["accuracy"] <= 0.01
+    encoded = {t["encoding"] for t in report["encodings"]["tensors"]}
+    assert "huffman" in encoded
+    assert "TFLM_DECODE" in flatbuffer.read(art.tflite).op_names
+    (_, _), (x_test, _) = digits.load_data()
+    scale, zp = flatbuffer.read(art.tflite).input_details[0].scale[0], \
+        flatbuffer.read(art.tflite).input_details[0].zero_point[0]
+    xq = np.clip(np.round(x_test[:40] / scale + zp), -128, 127).astype(np.int8)
+    plain = tflm.run(art.plain_tflite, xq)[0]
+    assert np.array_equal(tflm.run(art.tflite, xq)[0], plain)
     assert (out / "digits" / "model.tflite").read_bytes() == art.tflite
 
 

@@ -39,6 +39,7 @@ class Artifact:
         self.report: dict = {"name": name, "target": target, "mode": mode,
                              "tflite": self._describe(), "validation": {}}
         self.extra_files: dict = {}
+        self._plain_tflite: bytes | None = None
         self.device = None  # micro: a budgets profile name or {ram, flash}
         self.c_name = "model"  # micro: C++ namespace and file prefix
         self.shipped = None  # micro: the one model the C source carries
@@ -127,7 +128,7 @@ class Artifact:
             if not micro_report["passed"]:
                 failures.append("TFLM output differs from LiteRT: "
                                 f"{micro_report.get('reason', micro_report)}")
-            failures += self._validate_lut(ref)
+            failures += self._plan_encodings(ref)
             failures += self._ship_micro(ref)
             self._fit_budgets()
         self.report["validation"]["passed"] = not failures
@@ -135,70 +136,63 @@ class Artifact:
             raise ValidationError(f"{self.name}: " + "; ".join(failures))
         return self.report
 
-    def _validate_lut(self, ref) -> List[str]:
-        """LUT-compress clustered weights (TFLM ``DECODE``), validate the
-        compressed model in TFLM against the same reference, keep it as
-        ``model_lut.tflite``."""
-        from converters.encodings import lut
-        from converters.targets import micro
+    def _plan_encodings(self, ref) -> List[str]:
+        """Choose the one model the micro artifact ships: the plain int8
+        model, or one with constant tensors stored encoded (LUT, PRUNE,
+        HUFFMAN) where the flash/RAM plan for ``self.device`` says it pays
+        (no device: the smallest flash). An encoded model is proven
+        bit-identical to the plain one in TFLM, validated against LiteRT
+        like it, and replaces ``self.tflite``; the report describes it."""
+        from converters.encodings import planner
         from converters.runtimes import tflm
-        # verify=False: the TFLM run below validates the compressed model
-        # and bisects its arena; the uncompressed arena is already known.
-        small, stats = lut.compress_clustered(self.tflite, verify=False)
-        keep = ("bytes_before", "bytes_after", "saved_bytes",
-                "weight_bytes_before", "weight_bytes_after",
-                "tensors_compressed", "bits", "reason")
-        summary = {k: stats[k] for k in keep if k in stats}
-        self.report["validation"]["micro_lut"] = summary
-        if small is None:
+        from converters.targets import budgets
+        ram = flash = None
+        if isinstance(self.device, dict):
+            ram, flash = self.device.get("ram"), self.device.get("flash")
+        elif self.device is not None:
+            profile = budgets.get(self.device)
+            ram, flash = profile.ram, profile.flash
+        plain = self.report["validation"]["micro"]
+        plan = planner.plan(self.tflite, ref.raw_inputs, ram=ram, flash=flash,
+                            names=planner.names_of(self.info),
+                            plain_arena=plain["arena_bytes"])
+        self.report["encodings"] = plan.to_dict()
+        if not plan.encoded:
             return []
-        try:
-            check = tflm.validate(small, ref.raw_inputs, ref.raw_outputs)
-        except micro.MicroError as exc:
-            raise lut.not_runnable(exc) from None
-        summary.update(agreement=check["agreement"],
-                       max_abs_lsb=check["max_abs_lsb"],
-                       arena_before=self.report["validation"]["micro"][
-                           "arena_bytes"],
-                       arena_after=check["arena_bytes"],
-                       arena_bytes=check["arena_bytes"],
-                       passed=check["passed"])
-        self.extra_files["model_lut.tflite"] = small
+        check = tflm.validate(plan.tflite, ref.raw_inputs, ref.raw_outputs)
+        check["plain"] = {"bytes": len(self.tflite), **{
+            k: plain[k] for k in ("arena_bytes", "arena_recommended",
+                                  "agreement", "max_abs_lsb") if k in plain}}
+        self.report["validation"]["micro"] = check
+        self.report["tflite"].update(bytes=len(plan.tflite),
+                                     gzip_bytes=gzip_bytes(plan.tflite),
+                                     bytes_plain=len(self.tflite))
+        self._plain_tflite, self.tflite = self.tflite, plan.tflite
+        self.info = flatbuffer.read(self.tflite)
         return [] if check["passed"] else [
-            "LUT-compressed model differs from LiteRT in TFLM"]
+            "the encoded model differs from LiteRT in TFLM"]
 
     def _ship_micro(self, ref) -> List[str]:
-        """Ship the LUT-encoded model when it validated, else the plain one."""
-        val = self.report["validation"]
-        lut = val.get("micro_lut", {})
-        if lut.get("passed") and "model_lut.tflite" in self.extra_files:
-            return self.ship(self.extra_files["model_lut.tflite"],
-                             encoding="lut", file="model_lut.tflite",
-                             python_minimum=lut["arena_bytes"],
-                             inputs=ref.raw_inputs)
-        return self.ship(self.tflite, encoding="none", file="model.tflite",
-                         python_minimum=val["micro"]["arena_bytes"],
-                         inputs=ref.raw_inputs)
-
-    def ship(self, tflite: bytes, *, encoding: str, file: str,
-             python_minimum: Optional[int] = None, inputs=None) -> List[str]:
-        """Make ``tflite`` (plain or encoded, already validated in TFLM) the
-        model the micro artifact ships: the C array, resolver, arena, budget
-        verdict and report all derive from exactly these bytes.
-
-        Returns the failures (a C++ build whose outputs differ from the
-        Python TFLM interpreter's).
-        """
+        """Measure and check :attr:`tflite`, the one model the micro
+        artifact ships (plain, or encoded where the plan chose so): the C
+        array, resolver, arena, budget verdict and ``report["micro"]`` all
+        derive from exactly these bytes (:mod:`converters.targets.
+        micro_ship`). Returns the failures: a TFLM C++ build whose outputs
+        differ from the Python TFLM interpreter's."""
         from converters.targets import micro_ship
-        if inputs is not None and not isinstance(inputs, (list, tuple)):
+        methods = sorted({t["encoding"] for t in self.report.get(
+            "encodings", {}).get("tensors", []) if t["encoding"] != "none"})
+        inputs = ref.raw_inputs
+        if not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
-        self.shipped = micro_ship.ship(tflite, encoding=encoding, file=file,
-                                       python_minimum=python_minimum,
-                                       inputs=inputs)
+        self.shipped = micro_ship.ship(
+            self.tflite, encoding="+".join(methods) or "none",
+            file="model.tflite", inputs=inputs,
+            python_minimum=self.report["validation"]["micro"]["arena_bytes"])
         self.report["micro"] = self.shipped.to_report()
         return [] if self.shipped.passed else [
-            f"the TFLM C++ build's outputs for {file} differ from the Python "
-            f"TFLM interpreter's: {self.shipped.cpp_check}"]
+            f"the TFLM C++ build's outputs differ from the Python TFLM "
+            f"interpreter's: {self.shipped.cpp_check}"]
 
     def _fit_budgets(self) -> None:
         """The shipped model's array bytes (flash) and 32-bit arena (RAM)
@@ -212,6 +206,13 @@ class Artifact:
             kwargs = dict(device) if isinstance(device, dict) else {}
             profile = None if isinstance(device, dict) else device
             self.report["budget"] = self.shipped.fit(profile, **kwargs)
+
+    @property
+    def plain_tflite(self) -> bytes:
+        """The model LiteRT can run: for a micro artifact whose weights
+        ship encoded, the plain int8 model they were proven against (LiteRT
+        has no DECODE op); else :attr:`tflite` itself."""
+        return self._plain_tflite or self.tflite
 
     @property
     def passed(self) -> bool:

@@ -28,8 +28,9 @@ from converters.tflite import flatbuffer
 from converters.targets import micro
 from converters.runtimes import tflm
 from converters.tflite.flatbuffer import ModelInfo, Tensor
+from converters.encodings.decode import Encoded, EncodingError, Quant
 
-__all__ = ["LutError", "compress_clustered", "plan"]
+__all__ = ["LutError", "compress_clustered", "encode", "plan"]
 
 _DCM_BYTES = 16          # decode common metadata header per compressed tensor
 _MAX_BITS = 7            # widest LUT index the DCM can express
@@ -240,3 +241,56 @@ def not_runnable(exc: Exception) -> LutError:
         f"the LUT-compressed model does not run in TFLM ({exc}); this "
         f"tflite-micro build may lack the DECODE kernel: use the "
         f"uncompressed model")
+
+
+def encode(array: np.ndarray, quant: Quant | None = None,
+           max_bits: int = _MAX_BITS) -> Encoded:
+    """LUT-encode one constant tensor with ``tflite_micro``'s own LUT plugin.
+
+    One value table per channel when ``quant`` is per-channel (the kernel
+    picks per-channel decoding from the decoded tensor's quantization, so the
+    tables must follow it), else one table; indices ``ceil(log2(unique))``
+    bits wide.
+
+    Raises:
+        EncodingError: more than ``2**max_bits`` values per table, or a
+            channel axis other than the first or last.
+    """
+    from tflite_micro.tensorflow.lite.micro.compression import (
+        compressor, model_editor, spec)
+    from tflite_micro.tensorflow.lite.micro.compression import lut as tflm_lut
+    from tflite_micro.tensorflow.lite.micro.python import (
+        schema_py_generated as schema)
+    array = np.asarray(array)
+    types = {np.dtype(np.int8): schema.TensorType.INT8,
+             np.dtype(np.int16): schema.TensorType.INT16,
+             np.dtype(np.int32): schema.TensorType.INT32,
+             np.dtype(np.int64): schema.TensorType.INT64,
+             np.dtype(np.float32): schema.TensorType.FLOAT32}
+    if array.dtype not in types or array.size < 2:
+        raise EncodingError(f"LUT: no encoding for a {array.dtype} tensor of "
+                            f"{array.size} element(s)")
+    axis = quant.axis if quant is not None and quant.channels > 1 else None
+    if axis is not None and axis not in (0, array.ndim - 1):
+        raise EncodingError(f"LUT: per-channel axis {axis} of a rank-"
+                            f"{array.ndim} tensor (first or last axis only)")
+    rows = [array] if axis is None else list(np.moveaxis(array, axis, 0))
+    unique = max(int(np.unique(r).size) for r in rows)
+    bits = _bits(unique)
+    if bits > max_bits:
+        where = "per channel" if axis is not None else "per tensor"
+        raise EncodingError(f"LUT: {unique} values {where} need {bits}-bit "
+                            f"indices (> {max_bits})")
+    tensor = model_editor.Tensor(shape=array.shape, dtype=types[array.dtype],
+                                 data=array.tobytes())
+    mode = spec.PerTensor() if axis is None else spec.PerChannel(axis=axis)
+    try:
+        result = tflm_lut.LutCompressor().compress(
+            tensor, spec.LookUpTableCompression(index_bitwidth=bits,
+                                                mode=mode))
+    except compressor.CompressionError as exc:
+        raise EncodingError(f"LUT: {exc}") from None
+    return Encoded("lut", bytes(result.encoded_data),
+                   bytes(result.ancillary_data),
+                   {"bits": bits, "values_per_table": unique,
+                    "tables": len(rows)})

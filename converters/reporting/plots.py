@@ -157,6 +157,42 @@ def training_curves(history: List[dict], path: str) -> Optional[str]:
     return _save(fig, path)
 
 
+def encoding_plans(plan: dict, path: str) -> Optional[str]:
+    """Flash (x) vs measured arena (y) of each measured encoding plan, the
+    shipped one marked, RAM/flash budgets as dashed lines.
+
+    ``plan``: :meth:`converters.encodings.planner.Plan.to_dict` output
+    (``measured``, ``chosen``, ``budget``).
+    """
+    rows = [m for m in plan.get("measured", []) if m.get("flash")]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    kib = 1024.0
+    for m in rows:
+        chosen = m["label"] == plan.get("chosen")
+        ax.scatter(m["flash"] / kib, m["arena_recommended"] / kib,
+                   s=160 if chosen else 45, marker="*" if chosen else "o",
+                   color="#c44e52" if chosen else "#4c72b0", zorder=3,
+                   label="shipped" if chosen else None)
+        ax.annotate(m["label"], (m["flash"] / kib, m["arena_recommended"] / kib),
+                    textcoords="offset points", xytext=(6, 4), fontsize=7)
+    budget = plan.get("budget", {})
+    if budget.get("ram"):
+        ax.axhline((budget["ram"] - budget.get("ram_reserved", 0)) / kib,
+                   color="grey", linestyle="--", label="RAM budget")
+    if budget.get("flash"):
+        ax.axvline((budget["flash"] - budget.get("flash_reserved", 0)) / kib,
+                   color="grey", linestyle=":", label="flash budget")
+    ax.set_xlabel("model flash (KiB)")
+    ax.set_ylabel("tensor arena, measured in TFLM (KiB)")
+    ax.set_title("encoding plans: flash vs arena")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def write_all(report: dict, out_dir: str) -> dict:
     """Write every plot the report has data for; ``{kind: filename}``."""
     made = {}
@@ -164,7 +200,8 @@ def write_all(report: dict, out_dir: str) -> dict:
             ("size_vs_accuracy", size_vs_accuracy, report.get("variants")),
             ("layer_sparsity", layer_sparsity,
              report.get("tflite", {}).get("layers")),
-            ("training_curves", training_curves, report.get("stages"))):
+            ("training_curves", training_curves, report.get("stages")),
+            ("encoding_plans", encoding_plans, report.get("encodings"))):
         if data:
             path = fn(data, os.path.join(out_dir, f"{key}.png"))
             if path:

@@ -80,15 +80,17 @@ def markdown(report: dict, images: dict) -> str:
                          f"{' (' + s['scheme'] + ')' if s.get('scheme') else ''}"
                          f" | {s['epochs']} | {_fmt(s['sparsity'], '%')} | "
                          f"{s['max_unique']} | {s['seconds']} |")
-    lut = val.get("micro_lut")
-    if lut and lut.get("bytes_after"):
-        lines += ["", "## Flash with TFLM LUT compression", "",
-                  f"{_fmt(lut['bytes_before'])} B -> {_fmt(lut['bytes_after'])} B "
-                  f"({lut.get('tensors_compressed')} weight tensors as bit-packed "
-                  "indices into value tables; TFLM agreement "
-                  f"{_fmt(lut.get('agreement'), '%')}, arena "
-                  f"{_fmt(lut.get('arena_bytes'))} B: decoded weights live "
-                  "in RAM)."]
+    enc = report.get("encodings")
+    if enc:
+        lines += ["", "## Weight encodings (TFLM DECODE)", "", enc["message"]
+                  + f" (plain int8: {_fmt(enc['plain_flash'])} B flash, "
+                  f"{_fmt(enc['plain_arena'])} B arena).", "",
+                  "| tensor | encoding | bytes before | bytes after | "
+                  "decoded bytes in RAM | why |", "|---|---|---|---|---|---|"]
+        for t in enc["tensors"]:
+            lines.append(f"| {t['name']} | {t['encoding']} | "
+                         f"{_fmt(t['bytes_before'])} | {_fmt(t['bytes_after'])}"
+                         f" | {_fmt(t['decoded_ram'])} | {t['why']} |")
     from converters.targets.micro_ship import report_lines
     lines += report_lines(report.get("micro"))
     if report.get("budgets"):

@@ -1,16 +1,17 @@
 """The model a micro artifact ships, and everything derived from it.
 
 A micro artifact ships exactly one ``.tflite``: the plain int8 model, or a
-variant whose constant tensors are stored encoded (LUT today; whatever a
-flash/RAM plan chooses). :func:`ship` takes those bytes and derives the rest
-from them alone: the arena (:mod:`converters.targets.micro_arena`), a check
-that the TFLM C++ build gives the same outputs as the Python TFLM
-interpreter, and (:meth:`Shipped.fit`) the device-budget verdict, which thus
-describes exactly the array and the arena the C source carries.
+variant whose constant tensors are stored encoded (LUT, PRUNE, HUFFMAN: what
+the flash/RAM plan of :mod:`converters.encodings.planner` chooses).
+:func:`ship` takes those bytes and derives the rest from them alone: the
+arena (:mod:`converters.targets.micro_arena`), a check that the TFLM C++
+build gives the same outputs as the Python TFLM interpreter, and
+(:meth:`Shipped.fit`) the device-budget verdict, which thus describes
+exactly the array and the arena the C source carries.
 
 Example:
-    >>> shipped = ship(lut_bytes, encoding="lut", file="model_lut.tflite",
-    ...                python_minimum=21824, inputs=[x_int8])
+    >>> shipped = ship(encoded, encoding="huffman", file="model.tflite",
+    ...                python_minimum=5200, inputs=[x_int8])
     >>> shipped.fit("cortex-m4")["fits"], shipped.arena.bytes
 """
 
@@ -24,11 +25,18 @@ import numpy as np
 from converters.runtimes.tflm_build import say
 from converters.targets.micro_arena import CPP, ArenaFigures
 
-__all__ = ["MAX_CHECK_SAMPLES", "Shipped", "report_lines", "ship"]
+__all__ = ["MAX_CHECK_SAMPLES", "Shipped", "label", "report_lines", "ship"]
 
 MAX_CHECK_SAMPLES = 256  # samples compared between the C++ and Python runs
 
-_LABELS = {"none": "plain int8", "lut": "LUT-encoded weights (DECODE op)"}
+
+
+def label(encoding: str) -> str:
+    """What the shipped bytes are, in words (``"huffman+prune"`` ->
+    ``"HUFFMAN+PRUNE-encoded weights (DECODE op)"``)."""
+    if encoding in ("", "none"):
+        return "plain int8"
+    return f"{encoding.upper()}-encoded weights (DECODE op)"
 
 
 @dataclasses.dataclass
@@ -48,7 +56,7 @@ class Shipped:
 
     @property
     def description(self) -> str:
-        return f"{self.file} ({_LABELS.get(self.encoding, self.encoding)})"
+        return f"{self.file} ({label(self.encoding)})"
 
     @property
     def passed(self) -> bool:
@@ -100,7 +108,7 @@ def ship(tflite: bytes, *, encoding: str = "none", file: str = "model.tflite",
 
     Args:
         tflite: the exact bytes the C array will hold.
-        encoding: ``"none"``, ``"lut"``, or a plan's label.
+        encoding: ``"none"``, or the methods used, e.g. ``"huffman+lut"``.
         file: the ``.tflite`` file it is saved as beside the C source.
         python_minimum: the Python TFLM runtime's bisected arena minimum for
             these bytes (fallback when no C++ build is possible).
@@ -139,7 +147,7 @@ def report_lines(micro: dict | None) -> list[str]:
     def n(v):
         return f"{v:,}" if isinstance(v, int) else "-"
     lines = ["", "## Microcontroller C source", "",
-             f"Ships `{micro['file']}` ({_LABELS.get(micro['encoding'], micro['encoding'])}): "
+             f"Ships `{micro['file']}` ({label(micro['encoding'])}): "
              f"the C array is exactly its {n(micro['array_bytes'])} B.", "",
              "| arena | minimum B | kTensorArenaSize B |", "|---|---|---|"]
     if a["source"] == CPP:

@@ -62,7 +62,7 @@ def android_variants(art, model, x_calib, x_eval, y_eval, float_tflite,
          "accuracy": validate.compare(run.outputs, None, y_eval).get(
              "accuracy")})
     _say(log, f"[{art.name}] timing float32 / int8 / float16 in LiteRT")
-    timing = latency.compare({"float32": float_tflite, "int8": art.tflite,
+    timing = latency.compare({"float32": float_tflite, "int8": art.plain_tflite,
                               "float16": fp16}, threads=(1, 4), runs=30,
                              warmup=3)
     timing.pop("text", None)
