@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from converters.conversion.modes import convert_bytes
-from converters.encodings import lut
 from converters.runtimes import tflm, tflm_build
 from converters.targets import micro_emit, micro_example, micro_ship
 from converters.tflite import flatbuffer
@@ -62,24 +61,24 @@ def _trained(sample, epochs):
     return _cluster(model), x, x_test
 
 
-def _lut(tflite: bytes) -> bytes:
-    """Every eligible weight tensor LUT-encoded, even where the file grows
-    (sine): the product ships LUT only where it pays, the C++ path is the
-    same either way."""
-    from tflite_micro import compression
-    from tflite_micro.tensorflow.lite.micro.compression import spec
-    chosen, _ = lut.plan(flatbuffer.read(tflite), min_saving=0)
-    assert chosen
-    return bytes(compression.compress(tflite, [spec.Tensor(
-        subgraph=0, tensor=c["index"], compression=[spec.LookUpTableCompression(
-            index_bitwidth=c["bits"], mode=spec.PerTensor() if c["axis"] is None
-            else spec.PerChannel(axis=c["axis"]))]) for c in chosen]))
+def _encoder(method: str):
+    """Every int8 weight tensor the method takes, encoded with it (even
+    where the file grows: the product ships an encoding only where the plan
+    says it pays, the C++ path is the same either way)."""
+    def encode(tflite: bytes) -> bytes:
+        from converters.encodings import decode, planner
+        weights = [c for c in decode.constants(tflite)
+                   if c.dtype == "INT8" and c.refusal is None]
+        assert weights
+        return decode.apply(tflite, {c.index: planner.ENCODERS[method](c)
+                                     for c in weights})
+    return encode
 
 
-# Encodings the emitted C source must carry. PRUNE and HUFFMAN join here
-# (name -> function from plain to encoded bytes) once converters.encodings
-# has them.
-ENCODERS = {"none": lambda tflite: tflite, "lut": _lut}
+# The encodings the emitted C source must carry, each checked in the C++
+# build like the plain model.
+ENCODERS = {"none": lambda tflite: tflite, "lut": _encoder("lut"),
+            "prune": _encoder("prune"), "huffman": _encoder("huffman")}
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +158,11 @@ def _array(cc: str) -> bytes:
 
 @pytest.mark.parametrize("arch", ARCHES)
 @pytest.mark.parametrize("name, encoding", [
-    ("digits", "lut"),
+    ("digits", "huffman"),
     ("sine", "none"),
-    pytest.param("digits", "none", marks=pytest.mark.slow),
-    pytest.param("sine", "lut", marks=pytest.mark.slow),
+    *[pytest.param(n, e, marks=pytest.mark.slow) for n, e in (
+        ("digits", "none"), ("digits", "lut"), ("digits", "prune"),
+        ("sine", "lut"), ("sine", "prune"), ("sine", "huffman"))],
 ])
 def test_emitted_model_runs_bit_exact_at_reported_arena(models, tmp_path, arch,
                                                         name, encoding):
@@ -207,7 +207,7 @@ def test_emitted_model_runs_bit_exact_at_reported_arena(models, tmp_path, arch,
 
 def test_model_header_needs_no_tflm_and_cxx17(models, tmp_path):
     lib = _lib("64")
-    shipped, _, _ = _shipped(models, "digits", "lut")
+    shipped, _, _ = _shipped(models, "digits", "huffman")
     _emit(shipped, tmp_path, "digits")
     plain_i = [f.replace("-isystem", "-I") for f in lib.flags]
     assert "-I" in plain_i and "-isystem" not in plain_i
@@ -264,7 +264,7 @@ int main() {
 
 def test_two_models_link_into_one_firmware(models, tmp_path):
     lib = _lib("m32" if not tflm_build.unavailable_reason("m32") else "64")
-    for name, encoding in (("sine", "none"), ("digits", "lut")):
+    for name, encoding in (("sine", "none"), ("digits", "huffman")):
         _emit(_shipped(models, name, encoding)[0], tmp_path, name)
     (tmp_path / "two.cc").write_text(_TWO)
     exe = _compile(lib, [tmp_path / "two.cc", tmp_path / "sine_data.cc",
@@ -273,7 +273,7 @@ def test_two_models_link_into_one_firmware(models, tmp_path):
     assert run.returncode == 0, run.stderr
     got = [[int(v) for v in ln.split(":")[1].split()] for ln in run.stdout.splitlines()]
     for row, name in zip(got, ("sine", "digits")):
-        data = _shipped(models, name, "none" if name == "sine" else "lut")[0].tflite
+        data = _shipped(models, name, "none" if name == "sine" else "huffman")[0].tflite
         shape = flatbuffer.read(data).input_details[0].shape
         zeros = np.zeros([1, *shape[1:]], np.int8)
         want = tflm.run(data, zeros, arena_size=1 << 20)[0]
@@ -313,14 +313,14 @@ def _emitted(out_dir, name="model"):
 
 
 @pytest.mark.parametrize("case", [
-    "lut",  # clustered digits: the LUT variant validates and ships
+    "encoded",  # clustered digits under a tight flash budget: the plan encodes
     "plain-no-cpp",  # sine, no C++ build: the Python figure, labelled
-    pytest.param("plain", marks=pytest.mark.slow),  # sine: LUT would not shrink it
+    pytest.param("plain", marks=pytest.mark.slow),  # sine with the C++ build
 ])
 def test_budget_verdict_describes_exactly_the_emitted_sources(case, monkeypatch,
                                                               tmp_path):
     from converters import convert
-    sample = digits if case == "lut" else sine
+    sample = digits if case == "encoded" else sine
     if case == "plain-no-cpp":
         monkeypatch.setenv("TFCOMPRESS_TFLM_SRC", str(tmp_path / "none"))
     else:
@@ -328,7 +328,8 @@ def test_budget_verdict_describes_exactly_the_emitted_sources(case, monkeypatch,
         _lib("64")
     model, x, x_test = _trained(sample, 1)
     art = convert(model, x[:200], target="micro", name=sample.NAME)
-    art.device = {"ram": 8000, "flash": 10000}
+    device = {"ram": 65536 if case == "encoded" else 8000, "flash": 10000}
+    art.device = device
     art.c_name = sample.NAME
     report = art.validate(x_test[:100], require=False)
     out = tmp_path / "out"
@@ -336,12 +337,13 @@ def test_budget_verdict_describes_exactly_the_emitted_sources(case, monkeypatch,
     flash, ram = _emitted(out, sample.NAME)
     shipped = report["micro"]
     assert shipped["array_bytes"] == flash and shipped["arena"]["bytes"] == ram
-    assert (shipped["encoding"] == "lut") == (case == "lut")
-    assert (out / shipped["file"]).read_bytes() == art.shipped.tflite
+    if case == "encoded":
+        assert shipped["encoding"] != "none"
+    assert (out / shipped["file"]).read_bytes() == art.shipped.tflite == art.tflite
     budget = report["budget"]
     assert budget["flash"]["used"] == flash and budget["ram"]["used"] == ram
-    assert budget["fits_flash"] == (flash <= 10000)
-    assert budget["fits_ram"] == (ram <= 8000)
+    assert budget["fits_flash"] == (flash <= device["flash"])
+    assert budget["fits_ram"] == (ram <= device["ram"])
     for fit in report["budgets"].values():
         assert (fit["flash"]["used"], fit["ram"]["used"]) == (flash, ram)
     # the verdict flips exactly at the emitted sizes
@@ -359,5 +361,5 @@ def test_budget_verdict_describes_exactly_the_emitted_sources(case, monkeypatch,
         == sorted(["BUILD.md", "main.cc", f"{sample.NAME}_data.cc",
                    f"{sample.NAME}_data.h", "report.md"])
     assert "arena_used_bytes()" in (out / "BUILD.md").read_text()  # the warning
-    if case == "lut":
-        assert "AddDecode() == 0" in (out / f"{sample.NAME}_data.h").read_text()
+    header = (out / f"{sample.NAME}_data.h").read_text()
+    assert ("AddDecode() == 0" in header) == (shipped["encoding"] != "none")
