@@ -7,7 +7,7 @@ PYTEST := $(BIN)/python -m pytest
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: install browser tflite test test-all lint bench clean
+.PHONY: install browser tflite tflm-host test test-all lint bench clean
 
 install: $(STAMP)
 
@@ -27,12 +27,23 @@ tflite: install
 browser:
 	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "chromium could not be installed: the report.html browser checks will skip"; }
 
-## fast tests (< 15 min on 2 cores)
-test: install browser
+## the host TFLM C++ library (64-bit and -m32) the micro tests compile the
+## emitted sources against: built once per machine (about 2 min each on 2
+## cores) into ~/.cache/tfcompress, from ../shared/tflm (or TFCOMPRESS_TFLM_SRC)
+tflm-host: install
+	@probe=$$(mktemp); printf 'int main(){}\n' | $(CXX) -m32 -x c++ - -o $$probe 2>/dev/null; \
+	  ok=$$?; rm -f $$probe; [ $$ok = 0 ] \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -q g++-multilib >/dev/null; } \
+	  || echo "tflm-host: g++ -m32 unavailable (install g++-multilib); the -m32 checks skip"
+	$(BIN)/python -m converters.runtimes.tflm_build
+
+## fast tests (< 15 min on 2 cores, plus the one-time TFLM host build)
+test: install browser tflm-host
 	$(PYTEST) -q
 
 ## everything, including slow end-to-end runs
-test-all: install browser
+test-all: install browser tflm-host
 	$(PYTEST) -q -m ""
 
 lint: install

@@ -12,7 +12,8 @@ import pytest
 from converters.targets import budgets
 from converters.tflite import flatbuffer
 from converters.targets import micro
-from converters.targets import micro_emit
+from converters.targets import micro_emit, micro_example
+from converters.targets.micro_arena import ArenaFigures
 from converters.conversion.modes import convert_bytes
 from tfcompress.keras2.env import keras
 
@@ -23,16 +24,18 @@ _MAIN = r"""
 #include <cstdint>
 #include <cstdio>
 #include "model_data.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 
 int main(int argc, char** argv) {
-  tflite::MicroMutableOpResolver<kNumOps> resolver;
-  if (RegisterOps(resolver) != kTfLiteOk) return 1;
-  std::printf("registered %u of %d\n", resolver.count, kNumOps);
-  std::printf("arena %d\n", kTensorArenaSize);
+  (void)argc;
+  tflite::MicroMutableOpResolver<model::kNumOps> resolver;
+  if (!model::RegisterOps(resolver)) return 1;
+  std::printf("registered %u of %d\n", resolver.count, model::kNumOps);
+  std::printf("arena %u\n", model::kTensorArenaSize);
   std::printf("aligned %d\n",
-              (int)(reinterpret_cast<std::uintptr_t>(g_model_data) % 16 == 0));
+              (int)(reinterpret_cast<std::uintptr_t>(model::kModelData) % 16 == 0));
   std::FILE* f = std::fopen(argv[1], "wb");
-  std::fwrite(g_model_data, 1, g_model_data_len, f);
+  std::fwrite(model::kModelData, 1, model::kModelDataSize, f);
   std::fclose(f);
   return 0;
 }
@@ -80,28 +83,41 @@ def model():
     return convert_bytes(m, x, mode="int8")
 
 
+_FIGURES = ArenaFigures(bytes=1424, bytes_64=1952, minimum_32=1360,
+                        minimum_64=1872, python_minimum=2192,
+                        note="measured", tflm_commit="90b983c2b3f1" + "0" * 28)
+
+
 def test_array_bytes_equal_tflite(model, tmp_path):
-    paths = micro_emit.write_sources(model, str(tmp_path), arena_bytes=2288,
-                                     arena_minimum=2192)
+    paths = micro_emit.write_sources(model, str(tmp_path), arena=_FIGURES)
     assert [os.path.basename(p) for p in paths] == ["model_data.h", "model_data.cc"]
     cc = (tmp_path / "model_data.cc").read_text()
     h = (tmp_path / "model_data.h").read_text()
-    body = re.search(r"alignas\(16\) const unsigned char g_model_data\[\] = \{(.*?)\};",
+    body = re.search(r"alignas\(16\) const unsigned char kModelData\[\] = \{(.*?)\};",
                      cc, re.DOTALL).group(1)
     assert bytes(int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})", body)) == model
-    assert f"g_model_data_len = {len(model)};" in cc
-    assert "constexpr int kTensorArenaSize = 2288;" in h
-    assert "kNumOps = 2;" in h and "2192" in h
-    assert "resolver.AddFullyConnected()" in cc and "resolver.AddSoftmax()" in cc
+    assert f"kModelDataSize = {len(model)};" in h and "namespace model {" in h
+    assert "kTensorArenaSize32 = 1424;" in h and "kTensorArenaSize64 = 1952;" in h
+    assert "minimum 1360 B + margin 64 B" in h and "90b983c2b3f1" in h
+    assert "kNumOps = 2;" in h and "#include" not in h
+    assert "resolver.AddFullyConnected() == 0" in h and "resolver.AddSoftmax() == 0" in h
     assert sorted(os.listdir(tmp_path)) == ["model_data.cc", "model_data.h"]
 
 
+def _m32_ok() -> bool:
+    from converters.runtimes import tflm_build
+    return GXX is not None and tflm_build._m32_probe() is None
+
+
 @needs_gxx
-def test_sources_compile_and_register_exactly_the_ops(model, tmp_path):
+@pytest.mark.parametrize("bits", [64, pytest.param(32, marks=pytest.mark.skipif(
+    not _m32_ok(), reason="g++ -m32 cannot link (install g++-multilib)"))])
+def test_sources_compile_and_register_exactly_the_ops(model, tmp_path, bits):
     out = tmp_path / "out"
-    micro_emit.write_sources(model, str(out), arena_bytes=4096)
+    micro_emit.write_sources(model, str(out), arena=_FIGURES)
     stub = _stub_header(tmp_path)
-    flags = ["-std=c++17", "-Wall", "-Werror", f"-I{stub}", f"-I{out}"]
+    flags = ["-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{stub}", f"-I{out}"]
+    flags += ["-m32"] if bits == 32 else []
     subprocess.run([GXX, *flags, "-c", str(out / "model_data.cc"), "-o",
                     str(tmp_path / "model_data.o")], check=True)
     (tmp_path / "main.cc").write_text(_MAIN)
@@ -113,24 +129,27 @@ def test_sources_compile_and_register_exactly_the_ops(model, tmp_path):
     lines = run.stdout.splitlines()
     ops = [ln.split()[1] for ln in lines if ln.startswith("op ")]
     assert ops == micro.resolver_methods(flatbuffer.read(model))
-    assert "registered 2 of 2" in lines and "arena 4096" in lines
+    # kTensorArenaSize follows the pointer size it is compiled for
+    assert "registered 2 of 2" in lines
+    assert f"arena {1424 if bits == 32 else 1952}" in lines
     assert "aligned 1" in lines
     assert (tmp_path / "dump.tflite").read_bytes() == model
 
 
 def test_rewrite_is_atomic_and_replaces(model, tmp_path):
-    micro_emit.write_sources(model, str(tmp_path), arena_bytes=1000)
-    micro_emit.write_sources(model, str(tmp_path), arena_bytes=3000, name="net")
-    micro_emit.write_sources(model, str(tmp_path), arena_bytes=2000)
+    micro_emit.write_sources(model, str(tmp_path), arena=1000)
+    micro_emit.write_sources(model, str(tmp_path), arena=3000, name="net")
+    micro_emit.write_sources(model, str(tmp_path), arena=2000)
     assert sorted(os.listdir(tmp_path)) == ["model_data.cc", "model_data.h",
-                                            "net.cc", "net.h"]
-    assert "kTensorArenaSize = 2000;" in (tmp_path / "model_data.h").read_text()
-    assert "g_net[]" in (tmp_path / "net.cc").read_text()
+                                            "net_data.cc", "net_data.h"]
+    assert "kTensorArenaSize32 = 2000;" in (tmp_path / "model_data.h").read_text()
+    assert "namespace net {" in (tmp_path / "net_data.cc").read_text()
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"name": "model-data", "arena_bytes": 10}, "C identifier"),
-    ({"arena_bytes": 0}, "positive"),
+    ({"name": "model-data", "arena": 10}, "C\\+\\+ identifier"),
+    ({"name": "tflite", "arena": 10}, "not a keyword"),
+    ({"arena": 0}, "positive"),
 ])
 def test_bad_arguments(model, tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -139,15 +158,16 @@ def test_bad_arguments(model, tmp_path, kwargs, match):
 
 
 def test_arduino_library_layout(model, tmp_path):
-    paths = micro_emit.write_arduino_library(model, str(tmp_path), arena_bytes=4096)
+    paths = micro_example.write_arduino_library(model, str(tmp_path), arena=4096)
     rel = sorted(os.path.relpath(p, tmp_path) for p in paths)
     assert rel == sorted([
         "tfcompress_model/src/model_data.h", "tfcompress_model/src/model_data.cc",
         "tfcompress_model/library.properties",
         "tfcompress_model/examples/tfcompress_model/tfcompress_model.ino"])
-    assert "RegisterOps(resolver)" in (
-        tmp_path / "tfcompress_model/examples/tfcompress_model/tfcompress_model.ino"
-    ).read_text()
+    sketch = (tmp_path / "tfcompress_model/examples/tfcompress_model/"
+              "tfcompress_model.ino").read_text()
+    assert "model::RegisterOps(resolver)" in sketch
+    assert "arena_used_bytes" not in sketch
 
 
 # ----------------------------------------------------------------- budgets --

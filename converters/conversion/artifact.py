@@ -43,6 +43,8 @@ class Artifact:
         #: conversion contract: int8 models have ``io`` I/O (a user's own
         #: .tflite may have uint8 / int16 / float I/O: set False)
         self.int8_io = True
+        self.c_name = "model"  # micro: C++ namespace and file prefix
+        self.shipped = None  # micro: the one model the C source carries
 
     # -- checks ----------------------------------------------------------
     def _describe(self) -> dict:
@@ -148,6 +150,7 @@ class Artifact:
         failures = list(result.failures)
         if self.target == "micro":
             failures += self._plan_encodings(result)
+            failures += self._ship_micro(result)
             self._fit_budgets()
         self.report["validation"]["passed"] = not failures
         self.report["validation"]["failures"] = failures
@@ -192,22 +195,40 @@ class Artifact:
         return [] if check["passed"] else [
             "the encoded model differs from LiteRT in TFLM"]
 
+    def _ship_micro(self, ref) -> List[str]:
+        """Measure and check :attr:`tflite`, the one model the micro
+        artifact ships (plain, or encoded where the plan chose so): the C
+        array, resolver, arena, budget verdict and ``report["micro"]`` all
+        derive from exactly these bytes (:mod:`converters.targets.
+        micro_ship`). Returns the failures: a TFLM C++ build whose outputs
+        differ from the Python TFLM interpreter's."""
+        from converters.targets import micro_ship
+        methods = sorted({t["encoding"] for t in self.report.get(
+            "encodings", {}).get("tensors", []) if t["encoding"] != "none"})
+        inputs = ref.raw_inputs
+        if not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        self.shipped = micro_ship.ship(
+            self.tflite, encoding="+".join(methods) or "none",
+            file="model.tflite", inputs=inputs,
+            python_minimum=self.report["validation"]["micro"]["arena_bytes"])
+        self.report["micro"] = self.shipped.to_report()
+        return [] if self.shipped.passed else [
+            f"the TFLM C++ build's outputs differ from the Python TFLM "
+            f"interpreter's: {self.shipped.cpp_check}"]
+
     def _fit_budgets(self) -> None:
-        """The shipped model's flash and recommended arena against every
-        device profile, and against ``self.device`` (a profile name or
-        ``{"ram": .., "flash": ..}``) as ``budget``."""
+        """The shipped model's array bytes (flash) and 32-bit arena (RAM)
+        against every device profile, and against ``self.device`` (a
+        profile name or ``{"ram": .., "flash": ..}``) as ``budget``."""
         from converters.targets import budgets
-        flash = len(self.tflite)
-        arena = self.report["validation"]["micro"]["arena_recommended"]
-        self.report["budgets"] = {
-            name: budgets.fit(name, model_bytes=flash, arena_bytes=arena)
-            for name in sorted(budgets.PROFILES)}
+        self.report["budgets"] = {name: self.shipped.fit(name)
+                                  for name in sorted(budgets.PROFILES)}
         if self.device is not None:
             device = self.device
             kwargs = dict(device) if isinstance(device, dict) else {}
             profile = None if isinstance(device, dict) else device
-            self.report["budget"] = budgets.fit(
-                profile, model_bytes=flash, arena_bytes=arena, **kwargs)
+            self.report["budget"] = self.shipped.fit(profile, **kwargs)
 
     @property
     def plain_tflite(self) -> bytes:
@@ -224,7 +245,8 @@ class Artifact:
     def save(self, out_dir: str, *, staged: bool = True,
              shipping: bool = True) -> List[str]:
         """Write ``model.tflite``, ``report.json`` (``timings.json`` beside
-        it) and, for micro, ``model_data.cc``/``.h``.
+        it) and, for micro, the C source of the shipped model
+        (``<c_name>_data.cc``/``.h``, ``main.cc``, ``BUILD.md``).
 
         With ``staged`` (the default) the whole set is written into a
         staging folder and replaces ``out_dir`` in one atomic step
@@ -244,6 +266,10 @@ class Artifact:
             return [os.path.join(out_dir, os.path.relpath(p, stage))
                     for p in written]
         from converters.files import atomic_write
+        if self.target == "micro" and self.shipped is None:
+            raise ValidationError(
+                f"{self.name}: validate() the micro artifact before save(); "
+                "the C header needs the measured arena size")
         os.makedirs(out_dir, exist_ok=True)
         if not shipping:
             return self._save_rejected(out_dir)
@@ -252,16 +278,16 @@ class Artifact:
         for name, data in self.extra_files.items():
             paths.append(atomic_write(os.path.join(out_dir, name), data))
         if self.target == "micro":
-            from converters.targets import micro_emit
-            arena = self.report["validation"].get("micro", {}).get(
-                "arena_recommended")
-            if arena is None:
-                raise ValidationError(
-                    f"{self.name}: validate() the micro artifact before "
-                    "save(); the C header needs the measured arena size")
-            paths += micro_emit.write_sources(self.tflite, out_dir,
-                                              arena_bytes=arena,
-                                              info=self.info)
+            from converters.targets import micro_emit, micro_example
+            shipped = self.shipped
+            info = flatbuffer.read(shipped.tflite)
+            paths += micro_emit.write_sources(
+                shipped.tflite, out_dir, arena=shipped.arena, info=info,
+                name=self.c_name, shipped=shipped.description)
+            paths += micro_example.write_example(
+                out_dir, name=self.c_name, arena=shipped.arena,
+                data_bytes=shipped.bytes, shipped=shipped.description,
+                info=info)
         from converters.reporting import report as reports
         images = reports.write(self.report, out_dir)
         paths += [os.path.join(out_dir, n) for n in

@@ -59,8 +59,10 @@ def markdown(report: dict, images: dict) -> str:
     if micro:
         rows += [("TFLM agreement with LiteRT", _fmt(micro.get("agreement"), "%")),
                  ("TFLM max diff (LSB)", micro.get("max_abs_lsb")),
-                 ("arena bytes (bisected minimum)", micro.get("arena_bytes")),
-                 ("arena bytes (recommended)", micro.get("arena_recommended"))]
+                 ("plain model arena, Python runtime (64-bit, minimum)",
+                  micro.get("arena_bytes")),
+                 ("plain model arena, Python runtime (64-bit, + margin)",
+                  micro.get("arena_recommended"))]
     for key, value in rows:
         if value not in (None, "None / None"):
             lines.append(f"| {key} | {_fmt(value) if not isinstance(value, str) else value} |")
@@ -93,6 +95,8 @@ def markdown(report: dict, images: dict) -> str:
             lines.append(f"| {t['name']} | {t['encoding']} | "
                          f"{_fmt(t['bytes_before'])} | {_fmt(t['bytes_after'])}"
                          f" | {_fmt(t['decoded_ram'])} | {t['why']} |")
+    from converters.targets.micro_ship import report_lines
+    lines += report_lines(report.get("micro"))
     if report.get("budgets"):
         lines += ["", "## Device budgets", "",
                   "| device | fits | RAM headroom B | flash headroom B |",

@@ -13,4 +13,6 @@ Modules:
     tflm: run a .tflite in TensorFlow Lite Micro; arena bisection; validation.
     tflm_arena: the smallest arena a model runs with, by bisection in TFLM.
     tflm_worker: the child process that hosts the TFLM interpreter.
+    tflm_build: the host TFLM C++ library, built once per machine and cached.
+    tflm_cpp: run a .tflite in that C++ build (arena bisection, outputs).
 """

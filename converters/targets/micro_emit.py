@@ -1,50 +1,73 @@
-"""C/C++ sources for a TFLM firmware: the model as an array, the arena, the ops.
+"""C++ sources for a TFLM firmware: the model as an array, its arena, its ops.
 
-:func:`write_sources` writes ``model_data.h`` and ``model_data.cc``:
+:func:`write_sources` writes ``<name>_data.h`` and ``<name>_data.cc``
+(``name`` defaults to ``model``: ``model_data.h``/``.cc``). Everything sits in
+``namespace <name>``, so two models live in one firmware:
 
-* ``alignas(16) const unsigned char g_model_data[]`` — the exact ``.tflite``
-  bytes (TFLM reads the flatbuffer in place; 16-byte alignment keeps its
-  buffers aligned), and ``g_model_data_len``;
-* ``constexpr int kTensorArenaSize`` — the recommended arena (measured
-  minimum plus margin, see :func:`converters.runtimes.tflm.validate`);
-* ``TfLiteStatus RegisterOps(tflite::MicroMutableOpResolver<kNumOps>&)`` —
-  registers exactly the ops the model uses, ``kNumOps`` of them.
+* ``const unsigned char kModelData[]`` (16-byte aligned) — the exact bytes
+  of the ``.tflite`` that ships (plain or with encoded weights; TFLM reads the
+  flatbuffer in place) and ``kModelDataSize``;
+* ``kTensorArenaSize`` — the arena for a plain ``tflite::MicroInterpreter``
+  (see :mod:`converters.targets.micro_arena`): the 32-bit figure when
+  compiled with 4-byte pointers, the 64-bit host figure otherwise
+  (``kTensorArenaSize32``/``kTensorArenaSize64``);
+* ``template <typename OpResolver> bool RegisterOps(OpResolver&)`` —
+  registers exactly the model's ops (``AddDecode()`` for encoded weights),
+  ``kNumOps`` of them.
 
-:func:`write_arduino_library` puts the same files in an Arduino library
-layout with an example sketch.
-
-Files are written atomically (temporary file in the same folder, then
-``os.replace``): a reader never sees half a model.
+The header includes no TFLM header (it compiles with TFLM on a plain ``-I``
+and ``-Wall -Wextra -Werror``) and refuses anything below C++17, which TFLM
+needs. :mod:`converters.targets.micro_example` writes the example
+``main.cc`` and ``BUILD.md`` beside them. Files are written atomically.
 
 Example:
-    >>> write_sources(tflite, "build/digits", arena_bytes=r["arena_recommended"])
-    ['build/digits/model_data.h', 'build/digits/model_data.cc']
+    >>> write_sources(tflite, "build/kws", arena=figures, name="kws")
+    ['build/kws/kws_data.h', 'build/kws/kws_data.cc']
 """
 
 from __future__ import annotations
 
 import os
 import re
+import textwrap
 
+from converters.targets.micro import resolver_methods
+from converters.targets.micro_arena import ArenaFigures, from_bytes
 from converters.tflite import flatbuffer
 from converters.tflite.flatbuffer import ModelInfo
-from converters.targets.micro import resolver_methods
 
-__all__ = ["render_sources", "write_arduino_library", "write_sources"]
+__all__ = ["check_name", "render_header", "render_source", "render_sources",
+           "write_sources"]
 
 _BYTES_PER_LINE = 12
+_RESERVED = {"alignas", "alignof", "and", "asm", "auto", "bool", "break",
+             "case", "catch", "char", "class", "const", "constexpr",
+             "continue", "default", "delete", "do", "double", "else", "enum",
+             "explicit", "export", "extern", "false", "float", "for",
+             "friend", "goto", "if", "inline", "int", "long", "mutable",
+             "namespace", "new", "noexcept", "not", "nullptr", "operator",
+             "or", "private", "protected", "public", "register", "return",
+             "short", "signed", "sizeof", "static", "struct", "switch",
+             "template", "this", "throw", "true", "try", "typedef", "typename",
+             "union", "unsigned", "using", "virtual", "void", "volatile",
+             "while", "std", "tflite", "main"}
 
 
-def _write_text(path: str, text: str) -> str:
-    """ASCII C source, written atomically with ``\n`` line ends."""
+def write_text(path: str, text: str) -> str:
+    """ASCII text, written atomically with ``\\n`` line ends."""
     from converters.files import atomic_write
     return atomic_write(path, text.encode("ascii"))
 
 
-def _check_name(name: str) -> None:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
-        raise ValueError(f"name must be a C identifier (it names the files "
-                         f"and the g_<name> array). Got: {name!r}")
+def check_name(name: str) -> str:
+    """``name`` if it can be a C++ namespace and file prefix, else ValueError."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or "") \
+            or name in _RESERVED or name.startswith("__"):
+        raise ValueError(f"name must be a C++ identifier that is not a "
+                         f"keyword, std, tflite or main (it names the "
+                         f"namespace and the files <name>_data.h/.cc). Got: "
+                         f"{name!r}; e.g. --name kws")
+    return name
 
 
 def _array_lines(data: bytes) -> str:
@@ -55,164 +78,160 @@ def _array_lines(data: bytes) -> str:
     return "\n".join(rows)
 
 
-def render_sources(tflite: bytes, *, arena_bytes: int,
-                   info: ModelInfo | None = None, name: str = "model_data",
-                   arena_minimum: int | None = None) -> dict:
-    """The header and source text, as ``{"<name>.h": ..., "<name>.cc": ...}``."""
-    _check_name(name)
-    if int(arena_bytes) <= 0:
-        raise ValueError(f"arena_bytes must be a positive byte count. "
-                         f"Got: {arena_bytes}")
-    data = bytes(tflite)
-    info = info or flatbuffer.read(data)
-    methods = resolver_methods(info)
-    guard = f"TFCOMPRESS_{name.upper()}_H_"
-    arena_note = (f"measured minimum {int(arena_minimum)} bytes + margin"
-                  if arena_minimum else "recommended size")
+def _arena_comment(arena: ArenaFigures) -> str:
+    def line(label: str, minimum: int | None, total: int) -> str:
+        if minimum:
+            return (f"//   {label} minimum {minimum} B + margin "
+                    f"{total - minimum} B = {total} B")
+        return f"//   {label} {total} B"
+    if arena.source == "tflm-c++":
+        head = ("// Tensor arena for a plain tflite::MicroInterpreter, measured "
+                "in a TFLM C++\n// build (reference kernels; smallest working "
+                "size at 16-byte steps,\n// plus a 5% margin):")
+        rows = [line("32-bit targets (-m32):", arena.minimum_32, arena.bytes),
+                line("64-bit hosts:         ", arena.minimum_64,
+                     arena.bytes_64)]
+    else:
+        head = textwrap.fill("Tensor arena: " + arena.note + ".", width=79,
+                             initial_indent="// ", subsequent_indent="// ")
+        rows = [line("all targets:", None, arena.bytes)]
+    return "\n".join([head, *rows,
+                      "// Optimized kernels (CMSIS-NN, ESP-NN) may need more "
+                      "scratch memory: if\n// AllocateTensors() fails, raise "
+                      "the arena. Do not size it from\n// arena_used_bytes(): "
+                      "that leaves out memory TFLM needs only while it\n// "
+                      "allocates, so it is below the real minimum."])
+
+
+def render_header(info: ModelInfo, *, name: str = "model",
+                  arena: ArenaFigures | None, methods: list[str] | None = None,
+                  data_bytes: int | None = None,
+                  shipped: str = "the .tflite") -> str:
+    """The text of ``<name>_data.h`` (``arena=None``: 16 B, for internal
+    runners that pass their own arena)."""
+    check_name(name)
+    arena = arena or from_bytes(16, "placeholder")
+    methods = resolver_methods(info) if methods is None else methods
+    guard = f"TFCOMPRESS_{name.upper()}_DATA_H_"
     ops = ", ".join(f"{k} x{v}" for k, v in info.op_counts().items())
-    header = f"""\
-// Generated by tfcompress: the model, its tensor arena and its ops for
-// TensorFlow Lite Micro. Do not edit; regenerate from the .tflite instead.
+    decode = "AddDecode" in methods
+    if arena.tflm_commit:
+        measured = (f"// Arena measured with TFLM commit {arena.tflm_commit[:12]} "
+                    "(host C++ build).\n")
+    elif arena.source == "python-tflm":
+        measured = ("// Arena measured with the Python tflite-micro runtime "
+                    "only (no TFLM C++\n// build was available).\n")
+    else:
+        measured = ""
+    needs = [f"{measured}// Needs C++17 (-std=c++17) and the same "
+             "-DTF_LITE_STATIC_MEMORY (and\n// -DUSE_TFLM_COMPRESSION, if "
+             "any) as the TFLM library."]
+    if decode:
+        needs.append("// Encoded weights: the TFLM library must have the "
+                     "DECODE kernel\n// (tensorflow/lite/micro/kernels/"
+                     "decode*.cc; RegisterOps() calls AddDecode()).")
+    calls = " &&\n         ".join(f"resolver.{m}() == 0" for m in methods) \
+        or "true"
+    size_line = (f"constexpr unsigned int kModelDataSize = {int(data_bytes)};\n"
+                 if data_bytes is not None else "")
+    return f"""\
+// Generated by tfcompress from {shipped}. Do not edit; regenerate instead.
+{chr(10).join(needs)}
+// No TFLM header is included here: include
+// "tensorflow/lite/micro/micro_mutable_op_resolver.h" where you call
+// RegisterOps(), with TFLM's folders on -isystem if you build with -Werror.
 #ifndef {guard}
 #define {guard}
 
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#if !defined(__cplusplus) || __cplusplus < 201703L
+#error "{name}_data.h needs C++17 (-std=c++17), as TensorFlow Lite Micro does"
+#endif
 
-// The .tflite flatbuffer ({len(data)} bytes), 16-byte aligned.
-extern const unsigned char g_{name}[];
-extern const unsigned int g_{name}_len;
+namespace {name} {{
 
-// Tensor arena in bytes ({arena_note}); use it as
-//   alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
-constexpr int kTensorArenaSize = {int(arena_bytes)};
+// The .tflite flatbuffer in flash, 16-byte aligned.
+extern const unsigned char kModelData[];
+{size_line}
+{_arena_comment(arena)}
+//   alignas(16) static uint8_t tensor_arena[{name}::kTensorArenaSize];
+constexpr unsigned int kTensorArenaSize32 = {arena.bytes};
+constexpr unsigned int kTensorArenaSize64 = {arena.bytes_64};
+constexpr unsigned int kTensorArenaSize =
+    sizeof(void*) <= 4 ? kTensorArenaSize32 : kTensorArenaSize64;
 
-// Number of distinct ops the model uses: {ops}.
+// Distinct ops the model uses: {ops}.
 constexpr int kNumOps = {len(methods)};
 
-// Registers exactly the ops the model uses:
-//   static tflite::MicroMutableOpResolver<kNumOps> resolver;
-//   if (RegisterOps(resolver) != kTfLiteOk) {{ /* error */ }}
-TfLiteStatus RegisterOps(tflite::MicroMutableOpResolver<kNumOps>& resolver);
+// Registers exactly the model's ops; true on success:
+//   static tflite::MicroMutableOpResolver<{name}::kNumOps> resolver;
+//   if (!{name}::RegisterOps(resolver)) {{ /* error */ }}
+template <typename OpResolver>
+bool RegisterOps(OpResolver& resolver) {{
+  return {calls};  // each Add*() returns kTfLiteOk (0) on success
+}}
+
+}}  // namespace {name}
 
 #endif  // {guard}
 """
-    calls = "\n".join(
-        f"  if ((status = resolver.{m}()) != kTfLiteOk) return status;"
-        for m in methods)
-    source = f"""\
-// Generated by tfcompress. Do not edit; regenerate from the .tflite instead.
-#include "{name}.h"
 
-alignas(16) const unsigned char g_{name}[] = {{
+
+def render_source(data: bytes, *, name: str = "model") -> str:
+    """The text of ``<name>_data.cc``: the array, exactly ``data``."""
+    check_name(name)
+    return f"""\
+// Generated by tfcompress. Do not edit; regenerate instead.
+#include "{name}_data.h"
+
+namespace {name} {{
+
+alignas(16) const unsigned char kModelData[] = {{
 {_array_lines(data)}
 }};
-const unsigned int g_{name}_len = {len(data)};
+static_assert(sizeof(kModelData) == kModelDataSize, "array size");
 
-TfLiteStatus RegisterOps(tflite::MicroMutableOpResolver<kNumOps>& resolver) {{
-  TfLiteStatus status = kTfLiteOk;
-{calls}
-  return status;
-}}
+}}  // namespace {name}
 """
-    return {f"{name}.h": header, f"{name}.cc": source}
 
 
-def write_sources(tflite: bytes, out_dir: str, *, arena_bytes: int,
-                  info: ModelInfo | None = None, name: str = "model_data",
-                  arena_minimum: int | None = None) -> list[str]:
-    """Write ``<name>.h`` and ``<name>.cc`` into ``out_dir``.
+def render_sources(tflite: bytes, *, arena: int | ArenaFigures,
+                   info: ModelInfo | None = None, name: str = "model",
+                   shipped: str = "the .tflite") -> dict[str, str]:
+    """``{"<name>_data.h": ..., "<name>_data.cc": ...}``."""
+    check_name(name)
+    arena = arena if isinstance(arena, ArenaFigures) else from_bytes(arena)
+    data = bytes(tflite)
+    info = info or flatbuffer.read(data)
+    return {f"{name}_data.h": render_header(info, name=name, arena=arena,
+                                            data_bytes=len(data),
+                                            shipped=shipped),
+            f"{name}_data.cc": render_source(data, name=name)}
+
+
+def write_sources(tflite: bytes, out_dir: str, *, arena: int | ArenaFigures,
+                  info: ModelInfo | None = None, name: str = "model",
+                  shipped: str = "the .tflite") -> list[str]:
+    """Write ``<name>_data.h`` and ``<name>_data.cc`` into ``out_dir``.
 
     Args:
-        tflite: the exact model bytes to embed.
+        tflite: the exact model bytes to embed (the model that ships).
         out_dir: folder (created if missing).
-        arena_bytes: the value of ``kTensorArenaSize``, normally
-            ``validate(...)["arena_recommended"]``.
+        arena: measured figures (:func:`converters.targets.micro_arena.
+            measure`) or a fixed byte count.
         info: the parsed model, when the caller has it.
-        name: file stem and array name (``g_<name>``, ``g_<name>_len``).
-        arena_minimum: the measured minimum, quoted in a comment.
+        name: C++ namespace and file prefix.
+        shipped: what the bytes are, for the header's first line (e.g.
+            ``model_lut.tflite (LUT-encoded weights)``).
 
     Returns:
         The two paths written, header first.
 
     Raises:
         MicroError: an op has no TFLM resolver method.
-        ValueError: ``name`` is not a C identifier or ``arena_bytes`` <= 0.
+        ValueError: ``name`` is not a usable identifier or the arena <= 0;
+            nothing is written then.
     """
-    texts = render_sources(tflite, arena_bytes=arena_bytes, info=info,
-                           name=name, arena_minimum=arena_minimum)
-    return [_write_text(os.path.join(out_dir, fname), text)
+    texts = render_sources(tflite, arena=arena, info=info, name=name,
+                           shipped=shipped)
+    return [write_text(os.path.join(out_dir, fname), text)
             for fname, text in texts.items()]
-
-
-_SKETCH = """\
-// Example sketch generated by tfcompress: runs the model once on zeros.
-// Needs a TensorFlow Lite Micro port for Arduino installed as a library
-// (one that provides tensorflow/lite/micro/micro_interpreter.h).
-#include <Arduino.h>
-#include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/schema/schema_generated.h"
-#include "{name}.h"
-
-namespace {{
-alignas(16) uint8_t tensor_arena[kTensorArenaSize];
-tflite::MicroMutableOpResolver<kNumOps> resolver;
-tflite::MicroInterpreter* interpreter = nullptr;
-}}  // namespace
-
-void setup() {{
-  Serial.begin(115200);
-  const tflite::Model* model = tflite::GetModel(g_{name});
-  if (RegisterOps(resolver) != kTfLiteOk) {{ Serial.println("ops"); return; }}
-  static tflite::MicroInterpreter static_interpreter(
-      model, resolver, tensor_arena, kTensorArenaSize);
-  interpreter = &static_interpreter;
-  if (interpreter->AllocateTensors() != kTfLiteOk) {{
-    Serial.println("AllocateTensors failed: raise kTensorArenaSize");
-    interpreter = nullptr;
-    return;
-  }}
-  Serial.print("arena used: ");
-  Serial.println((unsigned long)interpreter->arena_used_bytes());
-}}
-
-void loop() {{
-  if (interpreter == nullptr) return;
-  TfLiteTensor* input = interpreter->input(0);
-  memset(input->data.raw, 0, input->bytes);
-  if (interpreter->Invoke() != kTfLiteOk) Serial.println("Invoke failed");
-  delay(1000);
-}}
-"""
-
-
-def write_arduino_library(tflite: bytes, out_dir: str, *, arena_bytes: int,
-                          info: ModelInfo | None = None,
-                          library: str = "tfcompress_model",
-                          name: str = "model_data",
-                          arena_minimum: int | None = None) -> list[str]:
-    """Write an Arduino library: ``<out_dir>/<library>/`` with ``src/`` and
-    ``examples/<library>/<library>.ino``.
-
-    The sketch needs a TFLM port for Arduino installed separately; it is
-    not tested here beyond the ``src`` files (which are the same as
-    :func:`write_sources`).
-
-    Returns:
-        The paths written.
-    """
-    _check_name(library)
-    root = os.path.join(out_dir, library)
-    paths = write_sources(tflite, os.path.join(root, "src"),
-                          arena_bytes=arena_bytes, info=info, name=name,
-                          arena_minimum=arena_minimum)
-    props = (f"name={library}\nversion=0.1.0\nauthor=tfcompress\n"
-             f"maintainer=tfcompress\nsentence=TFLM model generated by "
-             f"tfcompress.\nparagraph=Model array, arena size and op "
-             f"resolver.\ncategory=Data Processing\nurl=\narchitectures=*\n"
-             f"includes={name}.h\n")
-    paths.append(_write_text(os.path.join(root, "library.properties"),
-                               props))
-    paths.append(_write_text(
-        os.path.join(root, "examples", library, f"{library}.ino"),
-        _SKETCH.format(name=name)))
-    return paths

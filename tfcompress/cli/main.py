@@ -63,6 +63,16 @@ def _finish(art) -> None:
               f"{judging.failure(art.report)}")
 
 
+def _c_name(ctx, param, value):
+    if value is None:
+        return None
+    from converters.targets.micro_emit import check_name
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _target_options(fn):
     """Options ``optimize`` and ``convert`` share: micro device budget,
     Android labels and normalization, and ``--unsafe`` loading."""
@@ -75,6 +85,10 @@ def _target_options(fn):
                      help="micro: custom RAM bytes."),
         click.option("--flash", type=int, default=None,
                      help="micro: custom flash bytes."),
+        click.option("--name", "c_name", default=None, callback=_c_name,
+                     help="micro: C++ namespace and file prefix of the "
+                          "emitted sources (NAME_data.h/.cc), so several "
+                          "models fit in one firmware [default: model]."),
         click.option("--labels", "labels_path", type=click.Path(),
                      default=None,
                      help="android: text file, one class name per line."),
@@ -157,9 +171,9 @@ def main(quiet: bool = False, verbose: int = 0):
                    "PTQ, a fraction (0.01 = 1 point); more is rejected.")
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
-             checkpoint_dir, device, ram, flash, labels_path, normalization,
-             unsafe, tasks, tolerances, strategy, val_path, epochs, seed,
-             max_accuracy_drop, **android):
+             checkpoint_dir, device, ram, flash, c_name, labels_path,
+             normalization, unsafe, tasks, tolerances, strategy, val_path,
+             epochs, seed, max_accuracy_drop, **android):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -194,6 +208,7 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
                             strategy=strategy, val=val, epochs=epochs,
                             seed=seed, max_accuracy_drop=max_accuracy_drop,
                             judging=judging.parse(tasks, tolerances),
+                            c_name=c_name,
                             **_android_options(
                                 labels_path, normalization,
                                 task=judging.android_task(tasks), **android))
@@ -213,7 +228,7 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
 @judging.options
 @_errors
 def convert(model, data_path, target, mode, out_dir, device, ram, flash,
-            labels_path, normalization, unsafe, tasks, tolerances,
+            c_name, labels_path, normalization, unsafe, tasks, tolerances,
             **android):
     """Convert MODEL (.keras, .h5, SavedModel dir) to a validated .tflite.
 
@@ -231,7 +246,7 @@ def convert(model, data_path, target, mode, out_dir, device, ram, flash,
     art = pipeline.convert_and_validate(
         keras_model, x, x, y, target=target, mode=mode, out_dir=out_dir,
         name=_stem(model), log=_log, device=_device(device, ram, flash),
-        judging=judging.parse(tasks, tolerances),
+        judging=judging.parse(tasks, tolerances), c_name=c_name,
         **_android_options(labels_path, normalization,
                            task=judging.android_task(tasks), **android))
     _finish(art)

@@ -26,10 +26,16 @@ def summary(report: dict) -> None:
     if micro and micro.get("agreement") is not None:
         rows += [("tflm agreement", f"{micro['agreement']:.4f}")]
     if micro:
-        rows += [
-                 ("tflm max diff (LSB)", micro.get("max_abs_lsb")),
-                 ("arena bytes (min / recommended)",
-                  f"{micro['arena_bytes']} / {micro['arena_recommended']}")]
+        rows.append(("tflm max diff (LSB)", micro.get("max_abs_lsb")))
+    shipped = report.get("micro")
+    if shipped:   # the C array and the arena the firmware gets
+        arena = shipped["arena"]
+        rows += [("C array", f"{shipped['file']}, {shipped['array_bytes']} B"),
+                 ("arena bytes (32-bit / 64-bit host)",
+                  f"{arena['bytes']} / {arena['bytes_64']} ({arena['source']})")]
+    elif micro and micro.get("arena_bytes") is not None:
+        rows.append(("arena bytes (min / recommended)",
+                     f"{micro['arena_bytes']} / {micro['arena_recommended']}"))
     budget = report.get("budget")
     if budget:
         rows.append((f"fits {budget['profile']}",

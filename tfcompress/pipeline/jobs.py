@@ -84,7 +84,7 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                          layer_report=None, log=None, device=None,
                          labels=None, normalization=None, extra=None,
                          android=None, android_options=None, judging=None,
-                         max_accuracy_drop=None, recipe=None):
+                         max_accuracy_drop=None, recipe=None, c_name=None):
     """Convert ``model``, validate it on ``(x_eval, y_eval)``, save to
     ``out_dir``. ``float_model`` (default: ``model``) gives the float baseline
     for size and accuracy. ``android`` (default: ``target == "android"``)
@@ -92,7 +92,8 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
     ``android_options`` (``io``, ``task``, ``sample_rate``, ``about``) shape
     the Android artifact, checked before converting. ``judging``
     (``tasks``, ``tolerances``, ``min_accuracy``) goes to
-    :meth:`converters.Artifact.validate`.
+    :meth:`converters.Artifact.validate`. ``c_name`` names the micro C++
+    namespace and files (default ``model``: ``model_data.h``).
 
     With ``max_accuracy_drop`` (a fraction) and a ``float_model``, the
     accuracy guard of :mod:`tfcompress.pipeline.verdict` applies: the model
@@ -125,6 +126,7 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
     guard = max_accuracy_drop is not None and float_model is not None
     if guard:  # agreement and accuracy against the user's float model
         art.keras_model = float_model
+    art.c_name = c_name or art.c_name
     _say(log, f"[{name}] validating on {len(x_eval)} samples in LiteRT"
               + (" and TFLM (arena bisection)" if target == "micro" else ""))
     art.validate(x_eval, y_eval, require=False, **(judging or {}))
@@ -186,7 +188,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
              name="model", holdout=datasets.HOLDOUT, log=None, device=None,
              strategy=None, labels=None, normalization=None,
              android_options=None, judging=None, val=None,
-             epochs=None, seed=None, max_accuracy_drop=MAX_DROP,
+             epochs=None, seed=None, max_accuracy_drop=MAX_DROP, c_name=None,
              **compress_kw):
     """Run ``recipe`` on ``model`` with ``(x, y)``, then convert, validate
     and judge the result against the float model and its int8 PTQ.
@@ -254,7 +256,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
             result.model, x_tr, x_ho, y_ho, target=target, out_dir=write_to,
             name=name, float_model=model, stages=result.history,
             layer_report=result.report, log=log, device=device,
-            labels=labels, normalization=normalization,
+            labels=labels, normalization=normalization, c_name=c_name,
             android_options=android_options, judging=judging,
             max_accuracy_drop=max_accuracy_drop, recipe=rec,
             extra={"recipe": rec.to_dict(), "data": data_info,
