@@ -303,6 +303,8 @@ class Artifact:
                 os.remove(os.path.join(out_dir, stale))
         paths = [atomic_write(os.path.join(out_dir, "model.rejected.tflite"),
                               self.tflite)]
+        for name, data in self.extra_files.items():   # e.g. the PTQ baseline
+            paths.append(atomic_write(os.path.join(out_dir, name), data))
         from converters.reporting import report as reports
         images = reports.write(self.report, out_dir)
         return paths + [os.path.join(out_dir, n) for n in

@@ -207,11 +207,8 @@ def apply(art, float_model, x_calib, x_eval, y_eval, float_tflite: bytes, *,
     val["passed"] = all(bool(c) for c in checks)
     if not verdict.passed:
         val["failure"] = verdict.message
-    if out_dir:
-        import os
-        from converters.files import atomic_write
-        os.makedirs(out_dir, exist_ok=True)
-        atomic_write(os.path.join(out_dir, PTQ_NAME), ptq_art.tflite)
+    if out_dir:  # written with the artifact set (staged, all-or-nothing)
+        art.extra_files[PTQ_NAME] = ptq_art.tflite
     say(f"[{art.name}] {verdict.metric}: float {_pct(verdict.float_value)}, "
         f"int8 PTQ {_pct(verdict.ptq_value)}, compressed "
         f"{_pct(verdict.compressed_value)} -> "
