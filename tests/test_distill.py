@@ -97,7 +97,8 @@ def test_recipe_stage_fields_are_validated():
     rec = Recipe.from_dict(_recipe(teacher="t.keras", temperature=2, alpha=0.5))
     assert rec.stages[0].params == {
         "teacher": "t.keras", "temperature": 2, "alpha": 0.5, "epochs": 2,
-        "learning_rate": None, "batch_size": None}
+        "learning_rate": None, "batch_size": None, "lr_schedule": None,
+        "restore_best": None, "freeze_batchnorm": None}
     with pytest.raises(RecipeError, match=r"stages\[0\].distill.alpha"):
         Recipe.from_dict(_recipe(alpha=2.0))
     with pytest.raises(RecipeError, match=r"stages\[0\].distill.temperature"):
