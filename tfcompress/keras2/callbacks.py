@@ -130,17 +130,23 @@ def _assigned_kernels(model) -> list:
 
 class FreezeAssignedKernels(keras.callbacks.Callback):
     """Keep the kernels that cluster-preserving QAT assigns (never uses in
-    the forward pass) out of the optimizer during ``fit``, so it neither
-    builds slots for them nor warns "Gradients do not exist" every step.
-    The layers' weight lists are restored at the end of ``fit``, so saved
-    weights keep their order.
+    the forward pass) out of the optimizer, so it neither builds slots for
+    them nor warns "Gradients do not exist" every step.
+
+    The kernels leave the layers' trainable lists at the start of each
+    epoch (the train step is traced then, without them) and are put back at
+    their exact positions at its end, before any other callback's
+    ``on_epoch_end``: loggers and checkpoints see the whole model, and saved
+    weights keep their order. It must come first among the callbacks
+    (:func:`callbacks_for` puts it there).
     """
 
     def __init__(self):
         super().__init__()
         self._moved: list = []
 
-    def on_train_begin(self, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):
+        self._restore()
         for wrapper, kernel in _assigned_kernels(self.model):
             for owner in (wrapper, wrapper.layer):
                 lst = owner._trainable_weights
@@ -149,7 +155,13 @@ class FreezeAssignedKernels(keras.callbacks.Callback):
                     del lst[idx]
                     self._moved.append((lst, idx, kernel))
 
+    def on_epoch_end(self, epoch, logs=None):
+        self._restore()
+
     def on_train_end(self, logs=None):
+        self._restore()
+
+    def _restore(self) -> None:
         for lst, idx, kernel in reversed(self._moved):  # last out, first in
             lst.insert(idx, kernel)
         self._moved = []
@@ -173,6 +185,6 @@ def callbacks_for(model, *, per_layer: bool = False,
     from tfcompress.keras2 import quantization
     if quantization.is_quantized(model):  # input ranges equal on replicas
         out.append(distribute.SyncQuantizeRanges())
-        if _assigned_kernels(model):
-            out.append(FreezeAssignedKernels())
+        if _assigned_kernels(model):   # first: restores before the others
+            out.insert(0, FreezeAssignedKernels())
     return out
