@@ -147,8 +147,11 @@ def run_feeds(tflite: bytes, xs: list[np.ndarray], *, stateful: bool = False,
             d["shape"][0] == 1 else a
 
     if not stateful:
-        rows = [step(interp, ins, outs, [x[i] for x in xs])
-                for i in range(len(xs[0]))]
+        with progress.bar(len(xs[0]), "LiteRT", unit="sample") as p:
+            rows = []
+            for i in range(len(xs[0])):
+                rows.append(step(interp, ins, outs, [x[i] for x in xs]))
+                p.update()
         return [np.stack([squeeze(r[k], d) for r in rows])
                 for k, d in enumerate(outs)]
     sequences = []
