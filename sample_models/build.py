@@ -36,6 +36,26 @@ class _Status:
         print(msg, file=self.log_file, flush=True)
 
 
+@contextlib.contextmanager
+def _to_file(f):
+    """Python's and native code's stdout and stderr (file descriptors 1
+    and 2) into ``f`` while the block runs."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    os.dup2(f.fileno(), 1)
+    os.dup2(f.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
 def build_logged(name: str, out_root: str, *, verbose: int = 2,
                  echo: bool = False):
     """:func:`build` with Keras' and Python's output in
@@ -43,15 +63,14 @@ def build_logged(name: str, out_root: str, *, verbose: int = 2,
     it with ``echo``)."""
     os.makedirs(out_root, exist_ok=True)
     tmp_log = os.path.join(out_root, f".{name}.log.txt")
-    terminal = sys.stderr
-    with open(tmp_log, "w") as f:
+    terminal = os.fdopen(os.dup(2), "w")   # stays the terminal when fd 2 moves
+    with open(tmp_log, "w") as f, terminal:
         status = _Status(f, terminal)
         try:
             if echo:
                 art = build(name, out_root, verbose=verbose, status=status)
             else:
-                with contextlib.redirect_stdout(f), \
-                        contextlib.redirect_stderr(f):
+                with _to_file(f):
                     art = build(name, out_root, verbose=verbose,
                                 status=status)
         except BaseException as exc:
@@ -118,20 +137,23 @@ def _row(art) -> dict:
     }
 
 
+def _cell(value, spec: str) -> str:
+    """``value`` formatted, or ``-`` where a runtime reported nothing."""
+    return "-" if value is None else format(value, spec)
+
+
 def table(rows) -> str:
     head = ("model", "metric", "float", "int8", "agree", "float B", "int8 B",
             "gzip B", "C arr B", "arena B", "valid")
-    lines = ["{:<8} {:<8} {:>7} {:>7} {:>6} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6}"
-             .format(*head)]
+    form = "{:<8} {:<8} {:>7} {:>7} {:>6} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6}"
+    lines = [form.format(*head)]
     for r in rows:
-        lines.append(
-            "{:<8} {:<8} {:>7.4f} {:>7.4f} {:>6.3f} {:>8,} {:>7,} {:>7,} "
-            "{:>7} {:>7} {:>6}".format(
-                r["model"], r["metric"], r["float"], r["int8"],
-                r["agreement"], r["float_bytes"], r["int8_bytes"],
-                r["gzip_bytes"], r.get("array_bytes") or "-",
-                r["arena"] if r["arena"] else "-",
-                "ok" if r["passed"] else "FAIL"))
+        lines.append(form.format(
+            r["model"], r["metric"], _cell(r["float"], ".4f"),
+            _cell(r["int8"], ".4f"), _cell(r["agreement"], ".3f"),
+            _cell(r["float_bytes"], ","), _cell(r["int8_bytes"], ","),
+            _cell(r["gzip_bytes"], ","), _cell(r.get("array_bytes"), ","),
+            _cell(r["arena"], ","), "ok" if r["passed"] else "FAIL"))
     return "\n".join(lines)
 
 
