@@ -89,3 +89,13 @@ def test_two_builds_are_byte_identical(tmp_path):
     first = build.build("sine", str(tmp_path / "a")).tflite
     second = build.build("sine", str(tmp_path / "b")).tflite
     assert first == second
+
+
+def test_summary_table_prints_a_dash_for_what_was_not_measured():
+    row = {"model": "sine", "metric": "mae", "float": 0.05, "int8": 0.06,
+           "agreement": None, "float_bytes": 3296, "int8_bytes": 2648,
+           "gzip_bytes": 1500, "array_bytes": None, "arena": 1360,
+           "passed": True}
+    head, line = build.table([row]).splitlines()
+    assert line.split() == ["sine", "mae", "0.0500", "0.0600", "-", "3,296",
+                            "2,648", "1,500", "-", "1,360", "ok"]
