@@ -38,8 +38,10 @@ __all__ = ["ARTIFACT_PATTERNS", "DiskFullError", "atomic_write",
 PathLike = Union[str, os.PathLike]  # noqa: UP007
 
 #: what an artifact folder may hold; anything else there is the user's
-ARTIFACT_PATTERNS = ("*.tflite", "report.json", "report.md", "timings.json",
-                     "*.png", "model_data.cc", "model_data.h", "android")
+ARTIFACT_PATTERNS = ("*.tflite", "report.json", "report.md", "report.html",
+                     "timings.json", "*.png", "*_data.cc", "*_data.h",
+                     "main.cc", "BUILD.md", "log.txt", "encodings.json",
+                     "android", "arduino")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
