@@ -34,6 +34,13 @@ def _cli(*args):
     return [exe, *args]
 
 
+def _env():
+    """This process's environment without a verbosity an earlier in-process
+    CLI call (CliRunner) left behind: each command starts at the default."""
+    return {k: v for k, v in os.environ.items()
+            if k not in (progress.ENV_LEVEL, progress.ENV_FILE)}
+
+
 def _in_pty(cmd, timeout=300):
     """Run ``cmd`` with stdout and stderr on an 80x24 pseudo-terminal; its
     exit status and output."""
@@ -44,7 +51,7 @@ def _in_pty(cmd, timeout=300):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave,
-                            close_fds=True)
+                            close_fds=True, env=_env())
     chunks, deadline = [], time.time() + timeout
     while time.time() < deadline:
         ready, _, _ = select.select([master], [], [], 0.2)
@@ -75,7 +82,8 @@ def test_pipe_gets_a_few_plain_lines(model_and_data):
     model, data = model_and_data
     proc = subprocess.run(_cli("validate", model, "--data", data,
                                "--target", "micro"),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env=_env())
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert "\r" not in proc.stderr
@@ -87,7 +95,8 @@ def test_pipe_gets_a_few_plain_lines(model_and_data):
 def test_quiet_prints_no_progress(model_and_data):
     model, data = model_and_data   # LiteRT only: quiet is quiet everywhere
     proc = subprocess.run(_cli("--quiet", "validate", model, "--data", data),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env=_env())
     assert proc.returncode == 0, proc.stderr
     assert "samples in" not in proc.stderr and "..." not in proc.stderr
 
