@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from benchmarks.timing import EpochTimer
+
 RECIPE = {"stages": [{"prune": {"target_sparsity": 0.75, "epochs": 4}},
                      {"cluster": {"clusters": 16, "epochs": 2}},
                      {"quantize": {"epochs": 2}}],
@@ -139,21 +141,6 @@ def accuracy_rows() -> list:
     return rows
 
 
-class _StepTimer:
-    def __init__(self, keras):
-        class T(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.times = []
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self._t = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                self.times.append(time.perf_counter() - self._t)
-        self.cb = T()
-
-
 def overhead_rows(runs: int) -> dict:
     """Median epoch time of each wrapper on DS-CNN vs plain Keras 3 fit,
     interleaved epoch by epoch after one untimed warm-up epoch each."""
@@ -181,7 +168,7 @@ def overhead_rows(runs: int) -> dict:
         # left out of the timed epochs
         cbs = [c for c in tfc.callbacks_for(m)
                if not isinstance(c, SparsityLogger)]
-        models[name] = (m, cbs, _StepTimer(keras).cb)
+        models[name] = (m, cbs, EpochTimer(keras))
     steps = int(np.ceil(len(x) / 32))
     for epoch in range(runs + 1):
         order = list(models) if epoch % 2 == 0 else list(models)[::-1]
