@@ -63,7 +63,8 @@ class Artifact:
         if self.mode == "int8":
             bad = flatbuffer.float_ops(self.info)
             io = [t for t in self.info.input_details + self.info.output_details
-                  if t.dtype != "INT8"]
+                  if t.dtype != "INT8" and not (
+                      t in self.info.input_details and t.dtype in _INDEX)]
             if bad:
                 raise ConversionError(
                     f"{self.name}: int8 model computes on float tensors in "
@@ -216,6 +217,10 @@ class Artifact:
         return paths
 
 
+#: integer input dtypes that carry indices (token ids), not quantized floats
+_INDEX = ("INT32", "INT64")
+
+
 def gzip_bytes(data: bytes) -> int:
     """gzip size (no timestamp, so reproducible): ``tflite.gzip_bytes``."""
     return len(gzip.compress(bytes(data), mtime=0))
@@ -229,8 +234,8 @@ def _io(t: flatbuffer.Tensor) -> dict:
 
 def convert(model, representative_data: Optional[np.ndarray] = None, *,
             target: str = "android", mode: str = "int8",
-            name: str = "model", allow_float_fallback: bool = False
-            ) -> Artifact:
+            name: str = "model", allow_float_fallback: bool = False,
+            unroll: bool = False) -> Artifact:
     """Convert a Keras model for ``target`` and check the result.
 
     Args:
@@ -239,6 +244,8 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
         representative_data: float model inputs for int8 calibration.
         target: ``"micro"`` (TFLM: int8 only) or ``"android"``.
         mode: ``int8``, ``float16``, ``dynamic``, ``int16x8``, ``float32``.
+        unroll: unroll recurrent layers (GRU, Keras 3 LSTM) into per-step
+            ops (:mod:`converters.conversion.recurrent`).
 
     Example:
         >>> art = convert(model, x_train[:200], target="micro")
@@ -250,7 +257,8 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
             "--mode int8 with representative data")
     started = time.perf_counter()
     data = convert_bytes(model, representative_data, mode=mode,
-                         allow_float_fallback=allow_float_fallback)
+                         allow_float_fallback=allow_float_fallback,
+                         unroll=unroll)
     from converters.conversion.modes import SavedModelPredictor
     keras_model = SavedModelPredictor(model) if isinstance(model, str) \
         else model

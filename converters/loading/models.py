@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from typing import Callable, Dict, Union
 
 __all__ = ["custom_objects", "load_model", "register_custom_objects"]
@@ -38,8 +39,12 @@ def custom_objects() -> Dict[str, object]:
 def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
     """Load a Keras model (``.keras``, ``.h5``) or a SavedModel directory.
 
-    Wrapped models (pruned, clustered, QAT) load too. Lambda layers and other
-    code-carrying objects are refused unless ``allow_unsafe=True``.
+    A Keras 3 ``.keras`` file is loaded by Keras 3 (a ``keras.Model``);
+    ``.h5`` and tf_keras ``.keras`` files by tf_keras. Wrapped models
+    (pruned, clustered, QAT) load too. Custom layers load once their module
+    is imported (:func:`converters.loading.user_modules.import_modules`).
+    Lambda layers and other code-carrying objects are refused unless
+    ``allow_unsafe=True``, in every format.
     """
     from converters.loading.kerasenv import keras
 
@@ -51,10 +56,13 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
             raise ValueError(f"{path!r} is a directory but not a SavedModel "
                              "(no saved_model.pb); pass a .keras/.h5 file")
         return path  # converted with from_saved_model
-    if path.endswith(".keras"):
-        from converters.loading import keras3_files as keras3
-        if keras3.is_keras3_file(path):   # saved by Keras 3: rebuild
-            return keras3.load(path)
+    from converters.loading.generation import file_generation
+    from converters.loading.user_modules import imported_custom_objects
+    objects = {**custom_objects(), **imported_custom_objects()}
+    if file_generation(path) == 3:  # saved by Keras 3: Keras 3 loads it
+        from converters.loading import keras3_models
+        return keras3_models.load(path, allow_unsafe=allow_unsafe,
+                                  custom_objects=objects)
     kwargs = {"compile": True}
     if path.endswith(".keras"):
         kwargs["safe_mode"] = not allow_unsafe
@@ -66,7 +74,7 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
                 "in safe mode; pass --unsafe / allow_unsafe=True only if you "
                 "trust the file")
     try:
-        with keras.utils.custom_object_scope(custom_objects()):
+        with keras.utils.custom_object_scope(objects):
             return keras.models.load_model(path, **kwargs)
     except ValueError as exc:
         msg = str(exc).splitlines()[0]
@@ -80,7 +88,17 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
                 f"{path}: tfmot QAT models do not reload from the .keras "
                 "format; save the QAT model with model.save('model.h5') "
                 "and pass the .h5 file") from None
+        unknown = _UNKNOWN_LAYER.search(msg)
+        if unknown:
+            raise ValueError(
+                f"{path}: the model uses the layer class {unknown.group(1)!r},"
+                " which is not known; pass --import MODULE (the module that "
+                "registers it with register_keras_serializable or lists it "
+                "in CUSTOM_OBJECTS)") from None
         raise ValueError(f"{path}: cannot load Keras model: {msg}") from None
+
+
+_UNKNOWN_LAYER = re.compile(r"Unknown (?:layer|object)[^']*'([\w.>]+)'")
 
 
 #: config keys whose value names how a serialized Python function is stored

@@ -13,6 +13,8 @@ import sys
 import click
 
 from tfcompress import __version__
+from tfcompress.cli.model_input import (import_option, load_model_and_data,
+                                        unroll_option)
 
 TARGETS = ("micro", "android")
 MODES = ("int8", "float16", "dynamic", "int16x8", "float32", "int4")
@@ -144,10 +146,11 @@ def main():
               default="none", show_default=True,
               help="tf.distribute strategy to train under; multiworker reads "
                    "TF_CONFIG and only the chief writes --out.")
+@import_option
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
              checkpoint_dir, device, ram, flash, labels_path, normalization,
-             unsafe, strategy):
+             unsafe, strategy, imports):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -157,11 +160,10 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
     """
     from tfcompress.pipeline.recipe import Recipe
     rec = Recipe.load(recipe)
-    x, y = _load_data(data_path)
     from tfcompress.pipeline.distribute import get_strategy
     strategy = get_strategy(strategy)  # multiworker: before any TF work
-    from converters import load_model
-    keras_model = load_model(model, allow_unsafe=unsafe)
+    keras_model, x, y = load_model_and_data(model, data_path, unsafe=unsafe,
+                                            imports=imports)
     from tfcompress.pipeline import jobs as pipeline
     art = pipeline.optimize(keras_model, x, y, rec, target=target,
                             out_dir=out_dir, name=_stem(model),
@@ -183,26 +185,24 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
               show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path())
 @_target_options
+@import_option
+@unroll_option
 @_errors
 def convert(model, data_path, target, mode, out_dir, device, ram, flash,
-            labels_path, normalization, unsafe):
+            labels_path, normalization, unsafe, imports, unroll):
     """Convert MODEL (.keras, .h5, SavedModel dir) to a validated .tflite.
 
     \b
     Example:
       tfcompress convert model.keras --data data.npz --target micro --out build/m
     """
-    x, y = _load_data(data_path)
-    from converters import load_model
-    keras_model = load_model(model, allow_unsafe=unsafe)
-    from tfcompress.pipeline import data as datasets
+    keras_model, x, y = load_model_and_data(model, data_path, unsafe=unsafe,
+                                            imports=imports)
     from tfcompress.pipeline import jobs as pipeline
-    if not isinstance(keras_model, str):
-        datasets.check_for_model(x, y, keras_model, data_path)
     art = pipeline.convert_and_validate(
         keras_model, x, x, y, target=target, mode=mode, out_dir=out_dir,
         name=_stem(model), log=_log, device=_device(device, ram, flash),
-        **_android_options(labels_path, normalization))
+        unroll=unroll, **_android_options(labels_path, normalization))
     _finish(art)
 
 
@@ -211,14 +211,17 @@ def convert(model, data_path, target, mode, out_dir, device, ram, flash,
 @click.option("--data", "data_path", required=True, type=click.Path())
 @click.option("--target", type=click.Choice(TARGETS), default="android",
               show_default=True, help="micro also runs the model in TFLM.")
+@import_option
 @_errors
-def validate(model, data_path, target):
+def validate(model, data_path, target, imports):
     """Run MODEL.tflite on DATA.npz in LiteRT (and TFLM with --target micro).
 
     \b
     Example:
       tfcompress validate build/digits/model.tflite --data data.npz --target micro
     """
+    from tfcompress.cli.model_input import import_modules
+    import_modules(imports)
     x, y = _load_data(data_path)
     from tfcompress.pipeline import jobs as pipeline
     art = pipeline.validate_file(model, x, y, target=target,
@@ -291,9 +294,10 @@ def _device(name, ram, flash):
               help="Folder for sensitivity.json/.png and recipe.yaml.")
 @click.option("--unsafe", is_flag=True,
               help="Allow loading models that carry code (Lambda layers).")
+@import_option
 @_errors
 def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
-                out_dir, unsafe):
+                out_dir, unsafe, imports):
     """Measure per-layer sensitivity and write a recipe that meets a budget.
 
     \b
@@ -305,12 +309,9 @@ def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
     if (max_bytes is None) == (max_accuracy_drop is None):
         raise click.UsageError("give exactly one of --max-bytes and "
                                "--max-accuracy-drop")
-    x, y = _load_data(data_path)
-    from converters import load_model
-    keras_model = load_model(model, allow_unsafe=unsafe)
-    from tfcompress.pipeline import data as datasets
+    keras_model, x, y = load_model_and_data(model, data_path, unsafe=unsafe,
+                                            imports=imports)
     from tfcompress.analysis import sensitivity as sens
-    datasets.check_for_model(x, y, keras_model, data_path)
     _log(f"[{_stem(model)}] sweeping {len(keras_model.layers)} layers")
     result = sens.analyze(keras_model, x, y)
     plan = sens.choose(keras_model, result, x, y=y, max_bytes=max_bytes,

@@ -74,21 +74,25 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                          name="model", float_model=None, stages=None,
                          layer_report=None, log=None, device=None,
                          labels=None, normalization=None, extra=None,
-                         android=None):
+                         android=None, unroll=False):
     """Convert ``model``, validate it on ``(x_eval, y_eval)``, save to
     ``out_dir``. ``float_model`` (default: ``model``) gives the float baseline
     for size and accuracy. ``android`` (default: ``target == "android"``)
-    also writes ``out_dir/android/`` and the latency comparison."""
+    also writes ``out_dir/android/`` and the latency comparison.
+    ``x_calib``/``x_eval`` are arrays, or dicts keyed by input name for a
+    model with several inputs; ``unroll`` unrolls recurrent layers."""
     from converters import convert
     if not isinstance(model, str):  # a SavedModel path has no Keras weights
         datasets.check_weights(model)
-    datasets.check_x(np.asarray(x_calib), "representative data")
+    for key, array in _named(x_calib).items():
+        datasets.check_x(np.asarray(array), f"representative data {key}")
     started = time.perf_counter()
     _say(log, f"[{name}] converting ({target}, {mode}) with "
-              f"{min(len(x_calib), 500)} calibration samples")
-    art = convert(model, x_calib, target=target, mode=mode, name=name)
+              f"{min(_rows(x_calib), 500)} calibration samples")
+    art = convert(model, x_calib, target=target, mode=mode, name=name,
+                  unroll=unroll)
     art.device = device
-    _say(log, f"[{name}] validating on {len(x_eval)} samples in LiteRT"
+    _say(log, f"[{name}] validating on {_rows(x_eval)} samples in LiteRT"
               + (" and TFLM (arena bisection)" if target == "micro" else ""))
     art.validate(x_eval, y_eval, require=False)
     baseline = float_baseline(float_model or model, x_eval, y_eval)
@@ -123,6 +127,14 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
         art.save(out_dir)
         _say(log, f"[{name}] wrote {out_dir}")
     return art
+
+
+def _named(x) -> dict:
+    return dict(x) if isinstance(x, dict) else {"x": x}
+
+
+def _rows(x) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
 
 
 def optimize(model, x, y, recipe, *, target="android", out_dir=None,
