@@ -205,10 +205,17 @@ def _leaf_layers(model):
 
 def split(x: np.ndarray, y: Optional[np.ndarray], holdout: float = HOLDOUT,
           seed: int = 0):
-    """Seeded split: ``(x_train, y_train), (x_hold, y_hold)``."""
-    order = np.random.default_rng(seed).permutation(len(x))
-    k = max(1, int(round(holdout * len(x))))
+    """Seeded split: ``(x_train, y_train), (x_hold, y_hold)``; ``x`` and
+    ``y`` may be dicts of arrays (several inputs or outputs)."""
+    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+    order = np.random.default_rng(seed).permutation(n)
+    k = max(1, int(round(holdout * n)))
     hold, train = order[:k], order[k:]
-    y_train = None if y is None else y[train]
-    y_hold = None if y is None else y[hold]
-    return (x[train], y_train), (x[hold], y_hold)
+
+    def take(a, rows):
+        if a is None:
+            return None
+        if isinstance(a, dict):
+            return {key: value[rows] for key, value in a.items()}
+        return a[rows]
+    return (take(x, train), take(y, train)), (take(x, hold), take(y, hold))

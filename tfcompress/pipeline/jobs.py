@@ -147,13 +147,13 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
     ``mirrored``, ``multiworker``) is what ``compress`` trains under; in a
     multi-worker cluster only the chief writes ``out_dir``."""
     from tfcompress.pipeline import distribute
-    from tfcompress.pipeline.stages import compress
     from tfcompress.pipeline.recipe import get
     rec = get(recipe)  # fail on a bad recipe before anything else
-    if y is None:
-        raise datasets.DataError("optimize needs labels: DATA.npz has no 'y'")
     datasets.check_for_model(x, y, model)
     datasets.check_weights(model)
+    from tfcompress.pipeline import targets
+    y, rec = targets.training_targets(model, x, y, rec, log=log, name=name)
+    compress = targets.compressor(model)
     (x_tr, y_tr), (x_ho, y_ho) = datasets.split(x, y, holdout)
     started = time.perf_counter()
     _say(log, f"[{name}] recipe {rec.name}: "
