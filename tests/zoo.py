@@ -260,7 +260,7 @@ SMALL = tuple(n for n in MODELS if not n.startswith("mobilenet"))
 
 
 def build(generation: int, out_dir: str, names=None, width: int = 1,
-          epochs: int = 4) -> Dict[str, str]:
+          epochs: int = 12) -> Dict[str, str]:
     """Build, train and save the zoo with the Keras of ``generation``
     (3: ``keras``, 2: ``tf_keras``) in this process; ``{name: path}``.
     Data is written beside each model as ``NAME.npz``."""
@@ -294,4 +294,4 @@ if __name__ == "__main__":
     full = "--full" in sys.argv
     only = [a for a in sys.argv[3:] if not a.startswith("--")]
     build(gen, out, names=only or (None if full else SMALL),
-          width=2 if full else 1, epochs=8 if full else 4)
+          width=2 if full else 1, epochs=20 if full else 12)
