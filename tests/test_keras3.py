@@ -1,4 +1,5 @@
-"""Keras 3 ``.keras`` files rebuilt as tf_keras models: same predictions."""
+"""Keras 3 ``.keras`` files: loaded by Keras 3 itself, or (opt-in, for the
+tfmot-only techniques) rebuilt as tf_keras models with the same predictions."""
 
 import json
 import os
@@ -102,10 +103,12 @@ def test_keras3_file_round_trips_with_identical_predictions(saved, name, kind):
     assert type(model).__module__.startswith("tf_keras.")
 
 
-def test_load_model_routes_keras3_files(saved):
+def test_load_model_loads_keras3_files_with_keras3(saved):
+    import keras as keras3_module
     from converters.loading.models import load_model
     model = load_model(str(saved / "fn3.keras"))
-    assert isinstance(model, keras.Model)
+    assert isinstance(model, keras3_module.Model)   # not translated
+    assert not isinstance(model, keras.Model)
     assert [l.name for l in model.layers if l.name in ("c1", "bn1", "logits")] == \
         ["c1", "bn1", "logits"]
     np.testing.assert_allclose(model.predict(np.load(saved / "fn3_x.npy"), verbose=0),

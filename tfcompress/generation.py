@@ -9,14 +9,8 @@ either Keras before a model says which one it is.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
-
-def is_keras3(obj: Any) -> bool:
-    """True for a Keras 3 model or layer (a class of the ``keras``
-    package in its MRO), False for tf_keras and anything else."""
-    return any(cls.__module__.split(".")[0] == "keras"
-               for cls in type(obj).__mro__)
+from converters.loading.generation import is_keras3
 
 
 def _route(name: str, keras2: str, keras3: str, doc: str):

@@ -5,4 +5,8 @@ Modules:
         dynamic, int16x8, float32, int4), ``MODES``, ``TARGETS``.
     artifact: ``convert`` and ``Artifact`` (check, validate, save).
     app_io: the I/O types app runtimes accept (uint8 images on the pixel grid).
+    signature: the serving function a Keras model (either generation) is
+        traced to, with a fixed batch of 1, and its inputs by name.
+    recurrent: GRU/LSTM/SimpleRNN: fused, unrolled (``--unroll``) or refused
+        by name before the converter would build a loop.
 """

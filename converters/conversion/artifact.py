@@ -69,7 +69,8 @@ class Artifact:
             bad = flatbuffer.float_ops(self.info)
             io = [t for t in self.info.input_details + self.info.output_details
                   if t.dtype != self.io.upper() and not (
-                      self.target == "android" and t.dtype == "INT32")
+                      (self.target == "android" or
+                       t in self.info.input_details) and t.dtype in _INDEX)
                   ] if self.int8_io else []
             if bad:
                 raise ConversionError(
@@ -312,6 +313,10 @@ class Artifact:
                          "timings.json", *images.values())]
 
 
+#: integer input dtypes that carry indices (token ids), not quantized floats
+_INDEX = ("INT32", "INT64")
+
+
 def gzip_bytes(data: bytes) -> int:
     """gzip size (no timestamp, so reproducible): ``tflite.gzip_bytes``."""
     return len(gzip.compress(bytes(data), mtime=0))
@@ -326,7 +331,8 @@ def _io(t: flatbuffer.Tensor) -> dict:
 def convert(model, representative_data: Optional[np.ndarray] = None, *,
             target: str = "android", mode: str = "int8",
             name: str = "model", allow_float_fallback: bool = False,
-            io: Optional[str] = None, input_range=None) -> Artifact:
+            io: Optional[str] = None, input_range=None,
+            unroll: bool = False) -> Artifact:
     """Convert a Keras model for ``target`` and check the result.
 
     Args:
@@ -340,6 +346,8 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
             :mod:`converters.conversion.app_io`.
         input_range: with ``io``, the float input range the quantized input
             must span exactly (an image's normalized pixel range).
+        unroll: unroll recurrent layers (GRU, Keras 3 LSTM) into per-step
+            ops (:mod:`converters.conversion.recurrent`).
 
     Example:
         >>> art = convert(model, x_train[:200], target="micro")
@@ -360,7 +368,8 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
                               input_range=input_range)
     else:
         data = convert_bytes(model, representative_data, mode=mode,
-                             allow_float_fallback=allow_float_fallback)
+                             allow_float_fallback=allow_float_fallback,
+                             unroll=unroll)
     from converters.conversion.modes import SavedModelPredictor
     keras_model = SavedModelPredictor(model) if isinstance(model, str) \
         else model

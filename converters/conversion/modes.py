@@ -62,29 +62,62 @@ class SavedModelPredictor:
         return np.concatenate(outs)
 
 
-def representative_dataset(x: np.ndarray, samples: int = CALIBRATION_SAMPLES):
+def representative_dataset(x, samples: int = CALIBRATION_SAMPLES):
     """A converter ``representative_dataset`` over the first ``samples``
-    rows of ``x``, one sample per step, in a fixed order."""
-    data = np.asarray(x, dtype=np.float32)[:samples]
+    rows, one sample per step, in a fixed order.
+
+    ``x`` is one array, a list with one array per model input, or a dict
+    keyed by the signature's input names (fed by name: the .tflite may
+    order its inputs differently); float arrays are fed as float32, integer
+    arrays (token ids) keep their dtype.
+    """
+    names = list(x) if isinstance(x, dict) else None
+    arrays = list(x.values()) if names else (
+        list(x) if isinstance(x, (list, tuple)) else [x])
+    arrays = [_calibration_array(a)[:samples] for a in arrays]
+    count = min(len(a) for a in arrays)
 
     def gen():
-        with progress.bar(len(data), "calibration", unit="sample") as p:
-            for row in data:
-                yield [row[None, ...]]
+        with progress.bar(count, "calibration", unit="sample") as p:
+            for i in range(count):
+                rows = [a[i:i + 1] for a in arrays]
+                yield dict(zip(names, rows)) if names else rows
                 p.update()
     return gen
 
 
-def _converter(model):
+def _calibration_array(a) -> np.ndarray:
+    a = np.asarray(a)
+    if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
+        return a.astype(np.int32) if a.dtype == np.int64 else a
+    return a.astype(np.float32)
+
+
+def _converter(model, frozen: bool = False):
+    """A converter for a SavedModel path, or for a Keras model traced with
+    a fixed batch of 1 (:mod:`converters.conversion.signature`).
+
+    ``frozen`` converts the function with its variables folded into
+    constants first: the converter then folds weight-only ops (the split
+    kernels of an unrolled Keras 3 LSTM, half the bytes) but writes no
+    signature."""
     tf = _tf()
     if isinstance(model, str):
         return tf.lite.TFLiteConverter.from_saved_model(model)
-    return tf.lite.TFLiteConverter.from_keras_model(model)
+    from converters.conversion.signature import serving_function, trackable
+    function = serving_function(model)
+    if frozen:
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2)
+        return tf.lite.TFLiteConverter.from_concrete_functions(
+            [convert_variables_to_constants_v2(function)])
+    return tf.lite.TFLiteConverter.from_concrete_functions(
+        [function], trackable(model))
 
 
 def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
-                  *, mode: str = "int8", allow_float_fallback: bool = False
-                  ) -> bytes:
+                  *, mode: str = "int8", allow_float_fallback: bool = False,
+                  unroll: bool = False) -> bytes:
     """Convert ``model`` (Keras model or SavedModel path) to .tflite bytes.
 
     Args:
@@ -95,6 +128,10 @@ def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
         mode: one of :data:`MODES`.
         allow_float_fallback: for ``int8``, let ops without an int8 kernel
             stay float (the result then fails :func:`check_int8`).
+        unroll: unroll recurrent layers over their time steps
+            (:func:`converters.conversion.recurrent.unrolled`); without it a
+            recurrent layer that cannot be fused stops an int8 conversion
+            with one line naming it.
     """
     tf = _tf()
     if mode not in MODES:
@@ -105,8 +142,17 @@ def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
                 f"mode {mode!r} needs representative data: pass a non-empty "
                 "array of model inputs (e.g. 100-500 training samples)")
     if mode == "int4":
-        return _int4(convert_bytes(model, mode="float32"))
-    conv = _converter(model)
+        return _int4(convert_bytes(model, mode="float32", unroll=unroll))
+    frozen = False
+    if not isinstance(model, str):
+        from converters.conversion import recurrent
+        from converters.loading.generation import is_keras3
+        if unroll:
+            unrolled = recurrent.unrolled(model)
+            frozen = unrolled is not model and is_keras3(model)
+            model = unrolled
+        recurrent.check(model, mode)
+    conv = _converter(model, frozen)
     if mode == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -115,7 +161,7 @@ def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
     elif mode == "int8":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative_dataset(
-            representative_data)
+            _by_name(model, representative_data))
         conv.target_spec.supported_ops = (
             [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
             if allow_float_fallback else [tf.lite.OpsSet.TFLITE_BUILTINS_INT8])
@@ -124,7 +170,7 @@ def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
     elif mode == "int16x8":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative_dataset(
-            representative_data)
+            _by_name(model, representative_data))
         conv.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         conv.inference_input_type = tf.int16
@@ -133,7 +179,18 @@ def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
         with quiet.captured_stderr():   # the calibrator's native log line
             return bytes(conv.convert())
     except Exception as exc:  # the converter raises ConverterError & co.
-        raise ConversionError(_explain(exc, mode)) from None
+        raise ConversionError(_explain(exc, mode, model)) from None
+
+
+def _by_name(model, x):
+    """Several inputs of a Keras model: a dict keyed by input name."""
+    if isinstance(model, str) or not isinstance(x, (list, tuple, dict)):
+        return x
+    from converters.conversion.signature import feed, input_names
+    arrays = feed(model, x)
+    if len(arrays) == 1:
+        return arrays[0]
+    return dict(zip(input_names(model), arrays))
 
 
 def _int4(float_tflite: bytes) -> bytes:
@@ -154,15 +211,38 @@ def _int4(float_tflite: bytes) -> bytes:
 _OP_RE = re.compile(r"'(tf|tfl)\.(\w+)'")
 
 
-def _explain(exc: Exception, mode: str) -> str:
+def _explain(exc: Exception, mode: str, model=None) -> str:
     text = str(exc)
     ops = sorted({m.group(2) for m in _OP_RE.finditer(text)})
-    where = re.search(r'loc\("([^"]+)"', text)
-    layer = f" (at {where.group(1)})" if where else ""
+    layer = _layer_of(text, model)
+    where = f"layer {layer}: " if layer else ""
     if ops:
-        return (f"TFLite conversion ({mode}) failed: op(s) {', '.join(ops)}"
-                f"{layer} have no {mode} TFLite builtin kernel; replace the "
-                "layer, or skip it with --mode float16/dynamic for CPU/GPU")
+        return (f"TFLite conversion ({mode}) failed: {where}op(s) "
+                f"{', '.join(ops)} have no {mode} TFLite builtin kernel; "
+                "replace the layer, or convert it with --mode float16/dynamic "
+                "for CPU/GPU")
     first = next((l for l in text.splitlines() if "error" in l.lower()),
                  text.splitlines()[0] if text else type(exc).__name__)
-    return f"TFLite conversion ({mode}) failed: {first.strip()}"
+    return f"TFLite conversion ({mode}) failed: {where}{first.strip()}"
+
+
+_LOC_RE = re.compile(r'"([^"@]+)(?:@[^"]*)?"')
+
+
+def _layer_of(text: str, model) -> str:
+    """``'name' (Class)`` of the Keras layer an error location points at:
+    the converter's locations are TF op names such as
+    ``model/lstm/TensorArrayV2``, whose path names the layer."""
+    if model is None or isinstance(model, str):
+        return ""
+    layers = {}
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        layers.setdefault(layer.name, type(layer).__name__)
+        stack.extend(getattr(layer, "layers", []) or [])
+    for match in _LOC_RE.finditer(text):
+        for part in reversed(match.group(1).split("/")[:-1]):
+            if part in layers:
+                return f"{part!r} ({layers[part]})"
+    return ""

@@ -1,4 +1,7 @@
-"""Load a ``.keras`` file saved by Keras 3 as a ``tf_keras`` (Keras 2) model.
+"""Rebuild a ``.keras`` file saved by Keras 3 as a ``tf_keras`` (Keras 2)
+model: opt-in (``tfcompress.load_keras3``), for the techniques only the
+tfmot path has (channel pruning, low rank, distillation). Loading a file
+(:func:`converters.load_model`, the CLI) keeps it a Keras 3 model.
 
 tensorflow-model-optimization only works with ``tf_keras``; a model saved by
 Keras 3 (``keras>=3``) is a zip of ``config.json`` (Keras 3 layer configs),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from typing import Callable, ContextManager, Union
 
@@ -42,8 +43,12 @@ def load_scope():
 def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
     """Load a Keras model (``.keras``, ``.h5``) or a SavedModel directory.
 
-    Wrapped models (pruned, clustered, QAT) load too. Lambda layers and other
-    code-carrying objects are refused unless ``allow_unsafe=True``.
+    A Keras 3 ``.keras`` file is loaded by Keras 3 (a ``keras.Model``);
+    ``.h5`` and tf_keras ``.keras`` files by tf_keras. Wrapped models
+    (pruned, clustered, QAT) load too. Custom layers load once their module
+    is imported (:func:`converters.loading.user_modules.import_modules`).
+    Lambda layers and other code-carrying objects are refused unless
+    ``allow_unsafe=True``, in every format.
     """
     from converters.loading.codescan import check_safe
     from converters.loading.formats import HDF5, SAVED_MODEL
@@ -52,12 +57,17 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
     fmt = check_safe(path, allow_unsafe)  # content decides, never the name
     if fmt == SAVED_MODEL:
         return path  # converted with from_saved_model
-    if fmt != HDF5:
-        from converters.loading import keras3_files as keras3
-        if keras3.is_keras3_file(path):   # saved by Keras 3: rebuild
-            return keras3.load(path)
+    from converters.loading.generation import file_generation
+    from converters.loading.user_modules import imported_custom_objects
+    objects = imported_custom_objects()
     with _named_for(path, fmt) as source:
-        return _load_keras(path, source, fmt, allow_unsafe)
+        if fmt != HDF5 and file_generation(path) == 3:  # Keras 3 loads it
+            from converters.loading import keras3_models
+            with load_scope():
+                return keras3_models.load(source, allow_unsafe=allow_unsafe,
+                                          custom_objects=objects,
+                                          name=path)
+        return _load_keras(path, source, fmt, allow_unsafe, objects)
 
 
 @contextlib.contextmanager
@@ -80,14 +90,15 @@ def _named_for(path: str, fmt: str):
         yield link
 
 
-def _load_keras(path: str, source, fmt: str, allow_unsafe: bool):
+def _load_keras(path: str, source, fmt: str, allow_unsafe: bool,
+                objects: dict):
     from converters.loading.formats import KERAS_ZIP
     from converters.loading.kerasenv import keras
     kwargs = {"compile": True}
     if fmt == KERAS_ZIP:
         kwargs["safe_mode"] = not allow_unsafe
     try:
-        with load_scope():
+        with load_scope(), keras.utils.custom_object_scope(objects):
             return keras.models.load_model(source, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure: one line
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -101,5 +112,15 @@ def _load_keras(path: str, source, fmt: str, allow_unsafe: bool):
                 f"{path}: tfmot QAT models do not reload from the .keras "
                 "format; save the QAT model with model.save('model.h5') "
                 "and pass the .h5 file") from None
+        unknown = _UNKNOWN_LAYER.search(msg)
+        if unknown:
+            raise ValueError(
+                f"{path}: the model uses the layer class {unknown.group(1)!r},"
+                " which is not known; pass --import MODULE (the module that "
+                "registers it with register_keras_serializable or lists it "
+                "in CUSTOM_OBJECTS)") from None
         raise ValueError(f"{path}: cannot load Keras model: "
                          f"{type(exc).__name__}: {msg}") from None
+
+
+_UNKNOWN_LAYER = re.compile(r"Unknown (?:layer|object)[^']*'([\w.>]+)'")

@@ -69,6 +69,8 @@ def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     if np.issubdtype(dtype, np.floating):
         return np.asarray(x, dtype=dtype)
     scale, zero = detail["quantization"]
+    if scale == 0 and np.issubdtype(np.asarray(x).dtype, np.integer):
+        return np.asarray(x).astype(dtype)  # indices (token ids) as they are
     if scale == 0:
         raise ValueError(f"input tensor {detail['name']!r} is {dtype.__name__}"
                          " but has no quantization scale")
@@ -96,7 +98,9 @@ def run(tflite: bytes, x: np.ndarray, *, num_threads: int = 1,
                          f"models; this one has {len(inp)} inputs and "
                          f"{len(out)} outputs")
     inp, out = inp[0], out[0]
-    x = np.asarray(x, np.float32)
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.float32)
     expected = tuple(inp["shape"][1:])
     if tuple(x.shape[1:]) != expected:
         raise ValueError(f"data x has shape {x.shape}; the model expects "

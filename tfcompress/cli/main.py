@@ -13,8 +13,10 @@ import sys
 import click
 
 from tfcompress import __version__
-from tfcompress.cli import printing
-from tfcompress.cli import judging
+from tfcompress.cli import judging, printing
+from tfcompress.cli.model_input import (import_modules, import_option,
+                                        data_for, load_model_and_data,
+                                        unroll_option)
 
 TARGETS = ("micro", "android")
 MODES = ("int8", "float16", "dynamic", "int16x8", "float32", "int4")
@@ -169,11 +171,12 @@ def main(quiet: bool = False, verbose: int = 0):
               show_default=True,
               help="Largest accuracy loss vs the float model and vs int8 "
                    "PTQ, a fraction (0.01 = 1 point); more is rejected.")
+@import_option
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
              checkpoint_dir, device, ram, flash, c_name, labels_path,
              normalization, unsafe, tasks, tolerances, strategy, val_path,
-             epochs, seed, max_accuracy_drop, **android):
+             epochs, seed, max_accuracy_drop, imports, **android):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -183,11 +186,6 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
     """
     from tfcompress.pipeline.recipe import Recipe
     rec = Recipe.load(recipe)
-    x, y = _load_data(data_path)
-    val = _load_data(val_path) if val_path is not None else None
-    if val is not None and val[1] is None:
-        raise click.BadParameter(f"{val_path} has no labels 'y'",
-                                 param_hint="--val")
     if epochs is not None and epochs <= 0:
         raise click.BadParameter(f"should be > 0, got {epochs}",
                                  param_hint="--epochs")
@@ -197,8 +195,14 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
             param_hint="--max-accuracy-drop")
     from tfcompress.pipeline.distribute import get_strategy
     strategy = get_strategy(strategy)  # multiworker: before any TF work
-    from converters import load_model
-    keras_model = load_model(model, allow_unsafe=unsafe)
+    keras_model, x, y = load_model_and_data(model, data_path, unsafe=unsafe,
+                                            imports=imports)
+    val = None
+    if val_path is not None:
+        val = data_for(keras_model, val_path)
+        if val[1] is None:
+            raise click.BadParameter(f"{val_path} has no targets 'y'",
+                                     param_hint="--val")
     from tfcompress.pipeline import jobs as pipeline
     art = pipeline.optimize(keras_model, x, y, rec, target=target,
                             out_dir=out_dir, name=_stem(model),
@@ -226,27 +230,26 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
 @click.option("--out", "out_dir", required=True, type=click.Path())
 @_target_options
 @judging.options
+@import_option
+@unroll_option
 @_errors
 def convert(model, data_path, target, mode, out_dir, device, ram, flash,
             c_name, labels_path, normalization, unsafe, tasks, tolerances,
-            **android):
+            imports, unroll, **android):
     """Convert MODEL (.keras, .h5, SavedModel dir) to a validated .tflite.
 
     \b
     Example:
       tfcompress convert model.keras --data data.npz --target micro --out build/m
     """
-    x, y = _load_data(data_path)
-    from converters import load_model
-    keras_model = load_model(model, allow_unsafe=unsafe)
-    from tfcompress.pipeline import data as datasets
+    keras_model, x, y = load_model_and_data(model, data_path, unsafe=unsafe,
+                                            imports=imports)
     from tfcompress.pipeline import jobs as pipeline
-    if not isinstance(keras_model, str):
-        datasets.check_for_model(x, y, keras_model, data_path)
     art = pipeline.convert_and_validate(
         keras_model, x, x, y, target=target, mode=mode, out_dir=out_dir,
         name=_stem(model), log=_log, device=_device(device, ram, flash),
         judging=judging.parse(tasks, tolerances), c_name=c_name,
+        unroll=unroll,
         **_android_options(labels_path, normalization,
                            task=judging.android_task(tasks), **android))
     _finish(art)
@@ -264,9 +267,10 @@ def convert(model, data_path, target, mode, out_dir, device, ram, flash,
               help="Classifiers: the accuracy to reach on y when there is "
                    "no --reference (else y must beat chance).")
 @judging.options
+@import_option
 @_errors
 def validate(model, data_path, target, reference, min_accuracy, tasks,
-             tolerances):
+             tolerances, imports):
     """Run MODEL.tflite on DATA.npz in LiteRT (and TFLM with --target micro)
     and judge each output by its task.
 
@@ -279,6 +283,7 @@ def validate(model, data_path, target, reference, min_accuracy, tasks,
       tfcompress validate build/digits/model.tflite --data data.npz \
           --target micro --reference digits.keras
     """
+    import_modules(imports)   # the --reference model's custom layers
     x, y = _load_data(data_path)
     from tfcompress.pipeline import jobs as pipeline
     rules = judging.parse(tasks, tolerances)
@@ -359,9 +364,10 @@ def _device(name, ram, flash):
               help="Mixed precision: choose 8/4/2/1-bit weights per layer "
                    "(TFLM LUT); --max-bytes is then the flash bytes of the "
                    "LUT-compressed int8 model.")
+@import_option
 @_errors
 def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
-                out_dir, unsafe, weight_bits):
+                out_dir, unsafe, weight_bits, imports):
     """Measure per-layer sensitivity and write a recipe that meets a budget.
 
     \b
@@ -373,12 +379,9 @@ def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
     if (max_bytes is None) == (max_accuracy_drop is None):
         raise click.UsageError("give exactly one of --max-bytes and "
                                "--max-accuracy-drop")
-    x, y = _load_data(data_path)
-    from converters import load_model
-    keras_model = load_model(model, allow_unsafe=unsafe)
-    from tfcompress.pipeline import data as datasets
+    keras_model, x, y = load_model_and_data(model, data_path, unsafe=unsafe,
+                                            imports=imports)
     from tfcompress.analysis import sensitivity as sens
-    datasets.check_for_model(x, y, keras_model, data_path)
     _log(f"[{_stem(model)}] sweeping {len(keras_model.layers)} layers")
     if weight_bits:
         return printing.mixed_precision(keras_model, x, y, max_bytes,

@@ -128,6 +128,8 @@ def quantize(model, *, preserve: Union[str, Iterable[str]] = "auto",
 
     # tfmot cannot quantize nested models: apply_to_layers flattens them
     folded = _batchnorms_after_conv(flatten(model))
+    scheme = _consistent(scheme)
+    registry = scheme.get_quantize_registry()
 
     def decide(layer):
         if selection.matches(layer, skip) or (
@@ -141,7 +143,7 @@ def quantize(model, *, preserve: Union[str, Iterable[str]] = "auto",
         if layer.name in folded:
             # tfmot folds Conv+BN(+ReLU) into the conv during QAT
             return _q.quantize_annotate_layer(layer), None
-        if not _supported(layer):
+        if not registry.supports(layer):
             if preserve and stats._kernel_weights(layer):
                 return _freeze(layer, preserve)
             return layer, ("no QAT support; float in training, "
@@ -157,6 +159,29 @@ def quantize(model, *, preserve: Union[str, Iterable[str]] = "auto",
     qat.qat_scheme = SCHEME_NAMES.get(preserve, "QAT") + (
         f" {weight_bits}-bit weights" if weight_bits != 8 else "")
     return qat
+
+
+class _ConsistentRegistry:
+    """A collaborative registry that claims only layers the default 8-bit
+    registry can configure: tfmot's prune/cluster-preserving registries
+    claim Embedding, MaxPooling1D & co. and then fail with a raw
+    ``get_quantize_config() called on an unsupported layer`` when such a
+    layer feeds a quantized one; those layers stay as they are instead."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def supports(self, layer) -> bool:
+        return self._inner.supports(layer) and _supported(layer)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def _consistent(scheme):
+    registry = _ConsistentRegistry(scheme.get_quantize_registry())
+    scheme.get_quantize_registry = lambda: registry
+    return scheme
 
 
 class Conv1DQuantizeConfig(

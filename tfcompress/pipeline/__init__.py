@@ -10,7 +10,9 @@ Modules:
         validate, write the artifact set and reports.
     file_jobs: jobs on a user's .tflite: read (verified), inspect, bench,
         validate.
-    data: load and check user data (``DATA.npz``).
+    data: load and check user data (``DATA.npz``), per input and output.
+    targets: what ``optimize`` trains against (labels, regression targets,
+        or the float model's outputs) and with which loss.
     distribute: ``tf.distribute`` strategies by name; who writes files.
     recipes/: the built-in recipe files.
 """

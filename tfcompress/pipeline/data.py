@@ -1,12 +1,17 @@
-"""Load and check user data (``DATA.npz`` with ``x`` and optional ``y``).
+"""Load and check user data (``DATA.npz``).
 
-Every problem is one line naming the file, the array and its shape.
+One array per model input: ``x`` for a single input, else the input names
+(or ``x0``, ``x1``, ... in input order); one target per output: ``y`` for
+a single output, else the output names (or ``y0``, ``y1``, ...). Arrays keep
+their dtype (integer token ids stay integers; floats become float32).
+Every problem is one line naming the file, the array and its shape, and
+the names expected.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,29 +23,37 @@ class DataError(ValueError):
     """The data file or an array in it is unusable."""
 
 
-def load_npz(path: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """``(x, y)`` from ``path``; ``y`` is ``None`` when absent."""
+def read_npz(path: str) -> Dict[str, np.ndarray]:
+    """Every array in ``path``, by name, in its own dtype."""
     if not os.path.isfile(path):
         raise DataError(f"data file {path!r} does not exist")
     check_declared_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
-            keys = list(npz.keys())
-            if "x" not in keys:
-                raise DataError(f"{path}: no array 'x' (found {keys}); save "
-                                "inputs as x and optional integer labels as y")
-            x = npz["x"]
-            y = npz["y"] if "y" in keys else None
-    except DataError:
-        raise
+            return {key: npz[key] for key in npz.keys()}
     except Exception as exc:
         raise DataError(f"{path}: not a readable .npz file "
                         f"({type(exc).__name__}: {exc})") from None
+
+
+def load_npz(path: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``(x, y)`` from ``path`` (a single-input model's data); ``y`` is
+    ``None`` when absent. ``x`` keeps an integer dtype, floats are float32."""
+    arrays = read_npz(path)
+    if "x" not in arrays:
+        raise DataError(f"{path}: no array 'x' (found {sorted(arrays)}); "
+                        "save inputs as x and optional integer labels as y")
+    x, y = arrays["x"], arrays.get("y")
     check_x(x, f"{path}:x")
     if y is not None:
         check_y(y, len(x), f"{path}:y")
     _check_float32_range(x, f"{path}:x")
-    return x.astype(np.float32, copy=False), y
+    return _dtype(x), y
+
+
+def _dtype(x: np.ndarray) -> np.ndarray:
+    return x if np.issubdtype(x.dtype, np.integer) else \
+        x.astype(np.float32, copy=False)
 
 
 #: environment variable: the most bytes DATA.npz may declare
@@ -112,6 +125,53 @@ def _check_float32_range(x: np.ndarray, name: str) -> None:
                             "data")
 
 
+def _pick(arrays: dict, names: List[str], single: str, path: str,
+          what: str, required: bool):
+    """The arrays for ``names`` (by name, ``x0``.., or ``single``)."""
+    if len(names) == 1 and single in arrays:
+        return [arrays[single]]
+    if all(n in arrays for n in names):
+        return [arrays[n] for n in names]
+    numbered = [f"{single}{i}" for i in range(len(names))]
+    if all(n in arrays for n in numbered):
+        return [arrays[n] for n in numbered]
+    if not required:
+        return None
+    missing = [n for n in names if n not in arrays]
+    expect = (f"'{single}'" if len(names) == 1 else
+              f"one array per {what} named {names} (or {numbered})")
+    raise DataError(f"{path}: no array for {what} {missing[0]!r} (found "
+                    f"{sorted(arrays)}); save {expect}")
+
+
+def for_model(arrays: Dict[str, np.ndarray], model, path: str = "data"):
+    """``(x, y)`` arranged for ``model``: one array (or a dict keyed by input
+    name) per input, and ``y`` likewise per output (``None`` without
+    targets); each array is checked against its input's shape."""
+    from converters.conversion.signature import input_names, output_names
+    ins, outs = input_names(model), output_names(model)
+    xs = _pick(arrays, ins, "x", path, "input", True)
+    shapes = [tuple(t.shape) for t in model.inputs]
+    for name, x, shape in zip(ins, xs, shapes):
+        key = "x" if len(ins) == 1 and "x" in arrays else name
+        check_x(x, f"{path}:{key} (input {name!r})", shape)
+        _check_float32_range(x, f"{path}:{key}")
+    n = len(xs[0])
+    for name, x in zip(ins, xs):
+        if len(x) != n:
+            raise DataError(f"{path}: input {name!r} has {len(x)} rows, "
+                            f"input {ins[0]!r} has {n}; they must match")
+    ys = _pick(arrays, outs, "y", path, "output", False)
+    if ys is not None:
+        for name, y in zip(outs, ys):
+            check_y(y, n, f"{path}:y (output {name!r})")
+    xs = [_dtype(x) for x in xs]
+    x = xs[0] if len(xs) == 1 else dict(zip(ins, xs))
+    y = None if ys is None else (ys[0] if len(ys) == 1 else
+                                 dict(zip(outs, ys)))
+    return x, y
+
+
 def check_x(x: np.ndarray, name: str = "x",
             input_shape: Optional[Sequence] = None) -> None:
     x = np.asarray(x)
@@ -128,6 +188,9 @@ def check_x(x: np.ndarray, name: str = "x",
         bad = int(np.sum(~np.isfinite(x)))
         raise DataError(f"{name} (shape {x.shape}) holds {bad} NaN/Inf "
                         "values; clean or impute them")
+    if input_shape is not None and input_shape and isinstance(
+            input_shape[0], (list, tuple)):
+        input_shape = input_shape[0]  # several inputs: check the first
     if input_shape is not None:
         expected = tuple(d for d in input_shape[1:])
         got = tuple(x.shape[1:])
@@ -172,16 +235,21 @@ def check_y(y: np.ndarray, n: int, name: str = "y",
 
 def check_for_model(x: np.ndarray, y: Optional[np.ndarray], model,
                     name: str = "data") -> None:
-    """Check ``x``/``y`` against a Keras model's input and output."""
-    check_x(x, f"{name}:x", model.input_shape)
-    if y is not None:
-        out = model.output_shape
+    """Check ``x``/``y`` against a Keras model's input and output (one
+    input and output; several are checked by :func:`for_model`). Integer
+    ``y`` of a model with one vector output are class ids; float ``y``
+    are regression targets."""
+    if isinstance(x, dict) or isinstance(y, dict) or len(model.inputs) > 1:
+        return
+    check_x(x, f"{name}:x", tuple(model.inputs[0].shape))
+    if y is not None and len(model.outputs) == 1:
+        out = tuple(model.outputs[0].shape)
         # y shaped like the output holds targets (regression,
         # reconstruction), not class ids
-        targets = np.ndim(y) >= 2 and isinstance(out, tuple) and \
-            tuple(np.shape(y)[1:]) == tuple(out[1:])
-        classes = out[-1] if isinstance(out, tuple) and len(out) == 2 and \
-            out[-1] and out[-1] > 1 and not targets else None
+        targets = np.ndim(y) >= 2 and tuple(np.shape(y)[1:]) == out[1:]
+        classes = out[-1] if len(out) == 2 and out[-1] and out[-1] > 1 and \
+            not targets and np.issubdtype(np.asarray(y).dtype, np.integer) \
+            else None
         check_y(y, len(x), f"{name}:y", classes)
 
 
@@ -218,10 +286,17 @@ def _leaf_layers(model):
 
 def split(x: np.ndarray, y: Optional[np.ndarray], holdout: float = HOLDOUT,
           seed: int = 0):
-    """Seeded split: ``(x_train, y_train), (x_hold, y_hold)``."""
-    order = np.random.default_rng(seed).permutation(len(x))
-    k = max(1, int(round(holdout * len(x))))
+    """Seeded split: ``(x_train, y_train), (x_hold, y_hold)``; ``x`` and
+    ``y`` may be dicts of arrays (several inputs or outputs)."""
+    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+    order = np.random.default_rng(seed).permutation(n)
+    k = max(1, int(round(holdout * n)))
     hold, train = order[:k], order[k:]
-    y_train = None if y is None else y[train]
-    y_hold = None if y is None else y[hold]
-    return (x[train], y_train), (x[hold], y_hold)
+
+    def take(a, rows):
+        if a is None:
+            return None
+        if isinstance(a, dict):
+            return {key: value[rows] for key, value in a.items()}
+        return a[rows]
+    return (take(x, train), take(y, train)), (take(x, hold), take(y, hold))

@@ -84,7 +84,8 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                          layer_report=None, log=None, device=None,
                          labels=None, normalization=None, extra=None,
                          android=None, android_options=None, judging=None,
-                         max_accuracy_drop=None, recipe=None, c_name=None):
+                         max_accuracy_drop=None, recipe=None, c_name=None,
+                         unroll=False):
     """Convert ``model``, validate it on ``(x_eval, y_eval)``, save to
     ``out_dir``. ``float_model`` (default: ``model``) gives the float baseline
     for size and accuracy. ``android`` (default: ``target == "android"``)
@@ -98,14 +99,18 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
     With ``max_accuracy_drop`` (a fraction) and a ``float_model``, the
     accuracy guard of :mod:`tfcompress.pipeline.verdict` applies: the model
     is compared with the float model and with its int8 PTQ, and one that
-    lost more is saved as ``model.rejected.tflite`` (``passed`` False)."""
+    lost more is saved as ``model.rejected.tflite`` (``passed`` False).
+
+    ``x_calib``/``x_eval`` are arrays, or dicts keyed by input name for a
+    model with several inputs; ``unroll`` unrolls recurrent layers."""
     from converters import convert
     from converters.files import prepare_out, staged_dir
     if out_dir:  # writable, with room: before any conversion
         prepare_out(out_dir, expected_artifact_bytes(model))
     if not isinstance(model, str):  # a SavedModel path has no Keras weights
         datasets.check_weights(model)
-    datasets.check_x(np.asarray(x_calib), "representative data")
+    for key, array in _named(x_calib).items():
+        datasets.check_x(np.asarray(array), f"representative data {key}")
     started = time.perf_counter()
     if android is None:
         android = target == "android" and mode == "int8"
@@ -118,16 +123,17 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
                             normalization=normalization, **options)
     app_io = plan is not None and target == "android"
     _say(log, f"[{name}] converting ({target}, {mode}) with "
-              f"{min(len(x_calib), 500)} calibration samples")
+              f"{min(_rows(x_calib), 500)} calibration samples")
     art = convert(model, x_calib, target=target, mode=mode, name=name,
                   io=plan.io if app_io else None,
-                  input_range=plan.input_range if app_io else None)
+                  input_range=plan.input_range if app_io else None,
+                  unroll=unroll)
     art.device = device
     guard = max_accuracy_drop is not None and float_model is not None
     if guard:  # agreement and accuracy against the user's float model
         art.keras_model = float_model
     art.c_name = c_name or art.c_name
-    _say(log, f"[{name}] validating on {len(x_eval)} samples in LiteRT"
+    _say(log, f"[{name}] validating on {_rows(x_eval)} samples in LiteRT"
               + (" and TFLM (arena bisection)" if target == "micro" else ""))
     art.validate(x_eval, y_eval, require=False, **(judging or {}))
     baseline = float_baseline(float_model or model, x_eval, y_eval)
@@ -184,6 +190,14 @@ def expected_artifact_bytes(model) -> int:
     return (1 << 20) + params * (1 + 2 + 1 + 6)
 
 
+def _named(x) -> dict:
+    return dict(x) if isinstance(x, dict) else {"x": x}
+
+
+def _rows(x) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
 def optimize(model, x, y, recipe, *, target="android", out_dir=None,
              name="model", holdout=datasets.HOLDOUT, log=None, device=None,
              strategy=None, labels=None, normalization=None,
@@ -210,10 +224,10 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
         rec.fit["epochs_scale"] = float(epochs)
     if seed is not None:
         rec.fit["seed"] = int(seed)
-    if y is None:
-        raise datasets.DataError("optimize needs labels: DATA.npz has no 'y'")
     datasets.check_for_model(x, y, model)
     datasets.check_weights(model)
+    from tfcompress.pipeline.targets import training_targets
+    y, rec = training_targets(model, x, y, rec, log=log, name=name)
     if target == "android" and out_dir:  # bad Android options: before training
         from converters.targets.android_plan import plan as android_plan
         android_plan(model, x, labels=labels, normalization=normalization,
@@ -225,18 +239,18 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
     else:
         (x_tr, y_tr), (x_ho, y_ho) = datasets.split(x, y, holdout)
         source = f"seeded {holdout:.0%} holdout of the data"
-    data_info = {"trained": int(len(x_tr)), "validated": int(len(x_ho)),
+    data_info = {"trained": _rows(x_tr), "validated": _rows(x_ho),
                  "validation": source}
     final = None
     if val is None and rec.fit.get("final_all_data"):
         final = (x, y)
-        data_info["final_stage_trained"] = int(len(x))
+        data_info["final_stage_trained"] = _rows(x)
         data_info["validation"] += (" (the last stage trains on all "
-                                    f"{len(x)} samples, holdout included)")
+                                    f"{_rows(x)} samples, holdout included)")
     started = time.perf_counter()
     _say(log, f"[{name}] recipe {rec.name}: "
               + " -> ".join(f"{s.kind}({s.epochs} ep)" for s in rec.stages)
-              + f"; {len(x_tr)} samples train, {len(x_ho)} validate "
+              + f"; {_rows(x_tr)} samples train, {_rows(x_ho)} validate "
               f"({source})")
     strategy = distribute.get_strategy(strategy)
     if out_dir and distribute.is_chief(strategy):

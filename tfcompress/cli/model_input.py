@@ -1,0 +1,58 @@
+"""What the commands share to read the user's model and data: the
+``--import`` option (the user's modules with custom layers), and loading
+MODEL with DATA.npz arranged per model input and output.
+"""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["data_for", "import_modules", "import_option",
+           "load_model_and_data", "unroll_option"]
+
+
+def import_option(fn):
+    """``--import MODULE`` (repeatable): import the user's module before
+    loading, so its registered custom layers are known."""
+    return click.option(
+        "--import", "imports", multiple=True, metavar="MODULE",
+        help="Import MODULE (a module name or a .py path) before loading "
+             "MODEL, so the custom layers it registers load. Repeatable.")(fn)
+
+
+def unroll_option(fn):
+    """``--unroll``: unroll recurrent layers for int8 conversion."""
+    return click.option(
+        "--unroll", is_flag=True,
+        help="Unroll GRU/LSTM/SimpleRNN layers over their time steps so they "
+             "convert to int8 (a tf_keras LSTM converts without it).")(fn)
+
+
+def import_modules(imports) -> None:
+    if imports:
+        from converters.loading.user_modules import import_modules as load
+        load(imports)
+
+
+def load_model_and_data(model_path: str, data_path: str, *, unsafe: bool,
+                        imports=()):
+    """``(model, x, y)``: the loaded model (a Keras model, or a SavedModel
+    path) and DATA.npz arranged for it (:func:`for_model`)."""
+    import_modules(imports)
+    from tfcompress.pipeline import data as datasets
+    arrays = datasets.read_npz(data_path)
+    from converters import load_model
+    model = load_model(model_path, allow_unsafe=unsafe)
+    if isinstance(model, str):  # a SavedModel directory: one input
+        x, y = datasets.load_npz(data_path)
+        return model, x, y
+    x, y = datasets.for_model(arrays, model, data_path)
+    return model, x, y
+
+
+def data_for(model, data_path: str):
+    """``(x, y)`` of another DATA.npz (``--val``) arranged for ``model``."""
+    from tfcompress.pipeline import data as datasets
+    if isinstance(model, str):
+        return datasets.load_npz(data_path)
+    return datasets.for_model(datasets.read_npz(data_path), model, data_path)
