@@ -133,7 +133,7 @@ def test_optimize_convert_validate_inspect_bench(files, tmp_path):
     (["convert", "{model}", "--data", "missing.npz", "--out", "{out}"],
      "missing.npz"),
     (["convert", "{model}", "--data", "{root}/nox.npz", "--out", "{out}"],
-     "no array 'x'"),
+     "no array for input 'image' (found ['inputs']); save 'x'"),
     (["convert", "{model}", "--data", "{root}/shape.npz", "--out", "{out}"],
      "(200, 4, 4, 1)"),
     (["optimize", "{model}", "--data", "{root}/labels.npz", "--recipe",

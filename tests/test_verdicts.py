@@ -197,3 +197,27 @@ def test_cli_judging_options():
         judging.parse(("ranking",), ())
     with pytest.raises(click.BadParameter, match="number"):
         judging.parse((), ("a=b",))
+
+
+def test_accuracy_drop_within_sampling_noise_passes_a_real_loss_fails():
+    from converters.verdicts import categorical
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 300)
+    ref = y.copy()
+    ref[:20] = (y[:20] + 1) % 4            # the float model: 93% accurate
+    few = ref.copy()
+    few[20:26] = (y[20:26] + 1) % 4        # 6 flip to wrong ...
+    few[:2] = y[:2]                        # ... 2 to right: net -4 of 300
+    fields = categorical.judge("classification", few, ref=ref,
+                               ref_margin=None, margin_band=0.0, y=y,
+                               tolerance=0.01, min_accuracy=None)
+    assert fields["value"] == pytest.approx(4 / 300)   # over 1 point
+    assert fields["value"] <= fields["threshold"]      # but only noise
+    assert "sampling noise" in fields["why"]
+    many = ref.copy()
+    many[20:32] = (y[20:32] + 1) % 4       # 12 of 300 lost, none gained
+    fields = categorical.judge("classification", many, ref=ref,
+                               ref_margin=None, margin_band=0.0, y=y,
+                               tolerance=0.01, min_accuracy=None)
+    assert fields["value"] > fields["threshold"]       # a real loss: fails
+    assert categorical.noise_drop(0, 300) == 0.0

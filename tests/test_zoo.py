@@ -26,21 +26,9 @@ import zoo  # noqa: E402
 #: per model: extra CLI options it needs
 OPTIONS = {"custom": ["--import", "zoo_layers"], "lambda": ["--unsafe"],
            "gru": ["--unroll"], "lstm": ["--unroll"]}
-#: `convert --target micro` outcomes that are not a pass:
-#: (generation, model) -> (a phrase of the one-line error, why)
-MICRO_STOPS = {
-    (3, "transformer"): ("NEG", "Keras 3 LayerNormalization leaves a float "
-                                "op on constants after int8 quantization"),
-    (3, "text_embedding"): ("SELECT", "Keras 3 Embedding wraps negative ids "
-                                      "with a SELECT that TFLM lacks"),
-}
-#: outcomes decided by task-aware verdicts (regression, segmentation,
-#: several outputs): a one-line stop today, a pass once validation judges
-#: these outputs by their task
-VERDICTS = {"autoencoder", "segmentation", "two_io",
-            # small classifiers with low margins: argmax agreement with the
-            # float model falls just under 0.98 (0.94-0.97 measured)
-            "kws_conv1d", "normalization", "plain_cnn"}
+#: the task each output is judged by (default: one classification output)
+TASKS = {"autoencoder": ["reconstruction"], "segmentation": ["segmentation"],
+         "two_io": ["classification", "regression"]}
 
 
 def _build(gen: int, folder: str, names) -> None:
@@ -95,24 +83,16 @@ def _convert_micro(folder, gen, name, tmp_path, extra=None):
 def test_keras3_zoo_converts_for_micro(zoo_dir, name, tmp_path):
     code, out, tb = _convert_micro(zoo_dir, 3, name, tmp_path)
     assert tb is None, f"{name}: traceback {tb!r}"
-    stop = MICRO_STOPS.get((3, name))
-    if stop is not None:
-        assert code == 1 and stop[0] in _one_line_error(out), out
-        return
-    if code != 0 and name in VERDICTS:
-        _one_line_error(out)
-        pytest.xfail(f"{name}: needs task-aware verdicts")
-    if code != 0 and name == "lstm":
-        # passes from a fresh CLI process (docs/ZOO.md); inside the test
-        # process the frozen unrolled graph keeps a float SPLIT: open
-        _one_line_error(out)
-        pytest.xfail("Keras 3 unrolled LSTM: float SPLIT in this process")
     assert code == 0, out
     report = json.loads((tmp_path / name / "report.json").read_text())
     assert report["validation"]["passed"]
     assert report["validation"]["micro"]["arena_bytes"] > 0
     assert report["tflite"]["input"]["dtype"] in ("int8", "int32")
     assert report["tflite"]["output"]["dtype"] == "int8"
+    tasks = {out: v["task"] for out, v in
+             report["validation"]["litert"]["outputs"].items()}
+    assert sorted(tasks.values()) == sorted(TASKS.get(name,
+                                                      ["classification"])), tasks
     if name in ("gru", "lstm"):  # unrolled: per-step ops, no loop
         assert "WHILE" not in report["tflite"]["ops"]
         assert "FULLY_CONNECTED" in report["tflite"]["ops"]

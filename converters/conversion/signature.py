@@ -6,7 +6,8 @@ outputs after the Keras outputs, in their dtypes (int32 token ids stay
 int32). A fixed batch is what microcontrollers and apps run, and it lets
 the converter fuse the Keras LSTM into ``UNIDIRECTIONAL_SEQUENCE_LSTM`` and
 drop the ``SHAPE``/``FILL``/``REDUCE_PROD`` ops a dynamic batch adds to
-LayerNormalization and reshapes.
+LayerNormalization and reshapes. Keras 3 models are traced with the
+int8-friendly forms of :mod:`converters.conversion.int8_forms`.
 
 Example:
     >>> fn = serving_function(model)
@@ -81,12 +82,8 @@ def serving_function(model, batch: int = 1):
     outs = output_names(model)
     specs = []
     for tensor, name in zip(model.inputs, names):
-        shape = tuple(tensor.shape)[1:]
-        if any(d is None for d in shape):
-            raise ValueError(
-                f"input {name!r} has shape {tuple(tensor.shape)}: a .tflite "
-                "needs fixed dimensions besides the batch; build the model "
-                "with a fixed input shape")
+        shape = tuple(tensor.shape)[1:]   # a None stays dynamic (-1 in
+        # the .tflite: LiteRT resizes it, TFLM refuses it by name)
         dtype = tf.as_dtype(getattr(tensor.dtype, "name", tensor.dtype))
         specs.append(tf.TensorSpec((batch, *shape), dtype, name=name))
     single = len(specs) == 1
@@ -97,7 +94,12 @@ def serving_function(model, batch: int = 1):
         result = result if isinstance(result, (list, tuple)) else [result]
         return {name: value for name, value in zip(outs, result)}
 
-    return serve.get_concrete_function(*specs)
+    from converters.conversion.int8_forms import int8_forms
+    from converters.loading.generation import is_keras3
+    if not is_keras3(model):
+        return serve.get_concrete_function(*specs)
+    with int8_forms():   # LayerNorm and Embedding without float-only ops
+        return serve.get_concrete_function(*specs)
 
 
 def trackable(model):

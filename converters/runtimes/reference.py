@@ -39,14 +39,28 @@ def outputs(reference, xs: Sequence[np.ndarray], *, stateful: bool = False,
                          "sequences; give --reference FLOAT.tflite")
     data = [np.asarray(x, np.float32) if np.issubdtype(
         np.asarray(x).dtype, np.floating) else np.asarray(x) for x in xs]
-    pred = reference.predict(data if len(data) > 1 else data[0], verbose=0,
-                             batch_size=256)
+    pred = reference.predict(_keras_feed(reference, data, input_names),
+                             verbose=0, batch_size=256)
     if isinstance(pred, Mapping):
         return {k: np.asarray(v) for k, v in pred.items()}
     if isinstance(pred, (list, tuple)):
         return dict(zip(_keras_names(reference, len(pred)),
                         (np.asarray(p) for p in pred)))
     return {_keras_names(reference, 1)[0]: np.asarray(pred)}
+
+
+def _keras_feed(model, data: list, input_names: Sequence[str]):
+    """One array, or several keyed by the Keras input names when the
+    .tflite's input names are those (its inputs may come in another
+    order), else in order."""
+    if len(data) == 1:
+        return data[0]
+    keras_names = [getattr(t, "name", "").split(":")[0] for t in
+                   getattr(model, "inputs", None) or []]
+    names = list(getattr(model, "input_names", None) or keras_names)
+    if len(input_names) == len(data) and set(input_names) == set(names):
+        return dict(zip(input_names, data))
+    return data
 
 
 def _tflite_outputs(tflite: bytes, xs, input_names) -> dict[str, np.ndarray]:

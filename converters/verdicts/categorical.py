@@ -5,8 +5,9 @@ All three reduce to predicted labels, the float model's labels and the
 float model's margin (how far it was from choosing otherwise), one entry per
 decision; the rules are the same:
 
-* labels and a float reference: the accuracy drop decides (``<= tolerance``),
-  agreement with the float model is reported beside it;
+* labels and a float reference: the accuracy drop decides (``<= tolerance``,
+  or within sampling noise: :func:`noise_drop`), agreement with the float
+  model is reported beside it;
 * labels, no reference: ``min_accuracy`` decides; without it the model must
   beat chance (always predicting the most frequent label) by two standard
   errors; a real bar needs a reference or ``min_accuracy``;
@@ -57,6 +58,32 @@ def band(reference: np.ndarray, lsb: float | None) -> float:
     return max(MARGIN_STEPS * (lsb or 0.0), MARGIN_BAND * span)
 
 
+def noise_drop(changed: int, n: int, level: float = 0.05) -> float:
+    """The largest accuracy drop that ``changed`` decisions changing sides
+    (right to wrong or wrong to right) out of ``n`` can show by chance.
+
+    Under "quantization does not hurt", each change is a fair coin (exact
+    McNemar test): a net loss is significant once losing at least that many
+    of the ``changed`` has probability at most ``level``. Returns the
+    largest net loss below that, as a share of ``n`` (0 when nothing
+    changed)."""
+    if changed <= 0 or n <= 0:
+        return 0.0
+    from math import exp, floor, lgamma, log, sqrt
+    if changed > 10_000:   # normal approximation, one-sided
+        worst = floor(changed / 2 + 1.6449 * sqrt(changed) / 2)
+    else:
+        tail, worst, half = 0.0, changed, changed * log(2.0)
+        for lost in range(changed, -1, -1):  # P(X >= lost), X ~ B(c, 1/2)
+            tail += exp(lgamma(changed + 1) - lgamma(lost + 1)
+                        - lgamma(changed - lost + 1) - half)
+            if tail > level:
+                break
+            worst = lost - 1
+    net = max(0, worst - (changed - worst))
+    return net / n
+
+
 def judge(task: str, pred: np.ndarray, *, ref: np.ndarray | None,
           ref_margin: np.ndarray | None, margin_band: float,
           y: np.ndarray | None, tolerance: float,
@@ -78,13 +105,22 @@ def judge(task: str, pred: np.ndarray, *, ref: np.ndarray | None,
             ref_acc = float(np.mean(ref == y))
             details[f"{_key(against_name)}_accuracy"] = ref_acc
             drop = ref_acc - acc
+            lost = int(np.sum((ref == y) & (pred != y)))
+            gained = int(np.sum((ref != y) & (pred == y)))
+            noise = noise_drop(lost + gained, pred.size)
+            details.update(lost=lost, gained=gained, noise_drop=noise)
+            allowed = (f"at most {tolerance} allowed" if noise <= tolerance
+                       else f"at most {noise:.4f} allowed: {lost + gained} "
+                       f"{unit} changed sides of {pred.size}, and a net loss "
+                       f"this small is within sampling noise (McNemar, 95%)")
             fields = dict(
-                metric="accuracy_drop", value=drop, threshold=tolerance,
+                metric="accuracy_drop", value=drop,
+                threshold=max(tolerance, noise),
                 higher_is_better=False, against=f"labels and {against_name}",
                 why=(f"labels given: accuracy {acc:.4f} vs {against_name} "
-                     f"{ref_acc:.4f} (drop {drop:+.4f}, at most {tolerance} "
-                     f"allowed); agreement {details['agreement']:.4f} "
-                     f"reported beside it"))
+                     f"{ref_acc:.4f} (drop {drop:+.4f}, {allowed}); "
+                     f"agreement {details['agreement']:.4f} reported beside "
+                     f"it"))
             if min_accuracy is not None and acc < min_accuracy:
                 fields.update(
                     metric="accuracy", value=acc, threshold=min_accuracy,

@@ -1,0 +1,106 @@
+"""Int8-friendly forms of two Keras 3 ops, used while a model is traced for
+the converter.
+
+Keras 3 (TensorFlow backend) writes two layers with ops that have no int8
+kernel in TFLite Micro, although the same math has one:
+
+=====================  ===========================  ===========================
+layer                  Keras 3 computes             traced here as
+=====================  ===========================  ===========================
+LayerNormalization     ``x*inv + (-mean*inv + b)``  ``(x - mean)*inv + b``
+                       (``NEG``: float only in      (SUB, MUL, ADD: int8)
+                       TFLM, so the int8 model
+                       keeps a float op)
+Embedding              ``gather(E, where(i < 0,     ``gather(E, i)`` (token ids
+                       i + n, i))`` (``SELECT``:    are in ``[0, n)``; a
+                       not in TFLM)                 negative id is not a token)
+=====================  ===========================  ===========================
+
+Both forms are the same function of the layer's weights for every valid
+input (``tests/test_int8_forms.py`` checks the traced values against the
+Keras layer); they apply only inside :func:`int8_forms`, so training and the
+user's model are untouched. tf_keras layers are not affected (tf_keras'
+LayerNormalization already traces without ``NEG``).
+
+Example:
+    >>> with int8_forms():
+    ...     fn = tf.function(model).get_concrete_function(spec)
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+__all__ = ["int8_forms"]
+
+
+def _layer_norm(original):
+    def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None,
+                            rms_scaling=False):
+        from keras.src import backend
+        if rms_scaling or backend.backend() != "tensorflow":
+            return original(x, gamma=gamma, beta=beta, axis=axis,
+                            epsilon=epsilon, rms_scaling=rms_scaling)
+        import tensorflow as tf
+        if epsilon is None:
+            epsilon = backend.epsilon()
+        dtype = x.dtype
+        x = tf.cast(x, tf.float32) if dtype != tf.float32 else x
+        axes = sorted([axis] if isinstance(axis, int) else list(axis))
+        ndims = len(x.shape)
+        shape = [1] * ndims
+        for dim in axes:
+            shape[dim] = x.shape[dim]
+
+        def broadcast(v):
+            if v is None:
+                return None
+            v = tf.cast(v, x.dtype)
+            if len(v.shape) != ndims and axes != [ndims - 1]:
+                v = tf.reshape(v, shape)
+            return v
+
+        mean, variance = tf.nn.moments(x, axes=axes, keepdims=True)
+        inv = tf.math.rsqrt(variance + epsilon)
+        gamma, beta = broadcast(gamma), broadcast(beta)
+        if gamma is not None:
+            inv = inv * gamma
+        out = (x - mean) * inv
+        if beta is not None:
+            out = out + beta
+        return tf.cast(out, dtype) if out.dtype != dtype else out
+    return layer_normalization
+
+
+def _embedding_call(original):
+    def call(self, inputs):
+        if getattr(self, "quantization_mode", None) or getattr(
+                self, "_quantization_mode", None):
+            return original(self, inputs)   # Keras' own quantized paths
+        import tensorflow as tf
+        if inputs.dtype not in (tf.int32, tf.int64):
+            inputs = tf.cast(inputs, tf.int32)
+        out = tf.gather(self.embeddings, inputs, axis=0)
+        return tf.cast(out, self.compute_dtype)
+    return call
+
+
+@contextlib.contextmanager
+def int8_forms():
+    """Trace Keras 3 LayerNormalization and Embedding in their int8-friendly
+    forms inside this block (a no-op where Keras 3 is not loaded)."""
+    try:
+        from keras.src.layers.core import embedding
+        from keras.src.ops import nn
+    except ImportError:  # no Keras 3: nothing to rewrite
+        yield
+        return
+    saved_norm = nn._layer_normalization
+    saved_call = embedding.Embedding.call
+    nn._layer_normalization = _layer_norm(saved_norm)
+    embedding.Embedding.call = _embedding_call(saved_call)
+    try:
+        yield
+    finally:
+        nn._layer_normalization = saved_norm
+        embedding.Embedding.call = saved_call
