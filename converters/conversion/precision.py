@@ -187,7 +187,6 @@ class Quantizer:
 
     def __init__(self, float_tflite: bytes, x,
                  samples: int = CALIBRATION_SAMPLES):
-        import ai_edge_quantizer
         from converters.loading import quiet
         self.float_tflite = bytes(float_tflite)
         self.layers = layers(self.float_tflite)
@@ -201,13 +200,21 @@ class Quantizer:
         rows = min(len(a) for a in arrays.values())
         if rows == 0:
             raise ValueError("calibration needs at least one sample")
-        q = ai_edge_quantizer.Quantizer(self.float_tflite)
-        q.load_quantization_recipe([_entry(".*", "int16")])
+        from ai_edge_quantizer import calibrator, recipe_manager
+        from ai_edge_quantizer.utils import qsv_utils
+        manager = recipe_manager.RecipeManager()
+        manager.load_quantization_recipe([_entry(".*", "int16")])
         data = {key: [{k: a[i:i + 1] for k, a in arrays.items()}
                       for i in range(rows)]}
+        # min/max over all samples, as the TFLite converter calibrates (the
+        # quantizer's default, a moving average over one-sample batches,
+        # clips the tails: inputs beyond the typical sample's range)
+        calib = calibrator.Calibrator(
+            self.float_tflite, qsv_update_func=qsv_utils.min_max_update)
         with quiet.captured_stderr(), \
                 contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar
-            self._calibration = q.calibrate(data)
+            calib.calibrate(data, manager)
+        self._calibration = calib.get_model_qsvs()
 
     def aeq_recipe(self, precisions: Mapping[str, str]) -> List[dict]:
         """See :func:`aeq_recipe`."""
