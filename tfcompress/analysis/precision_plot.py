@@ -19,25 +19,28 @@ def plot(sens, plan, path: str,
     """
     from converters.reporting.plots import _plt, _save
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(10, 4.8))
+    fig, ax = plt.subplots(figsize=(9, 6.5))
     names = {"int8": "all int8", "int16": "all int16x8",
              "float": "all float32"}
+    if plan.weight_bits:   # these are measured with the weight bits
+        names = {k: f"weight bits + {v} act." for k, v in names.items()}
     points = [(names[k], t.bytes, 100 * t.accuracy)
               for k, t in sens.uniform.items()]
     points += [(label, p["bytes"], 100 * p["accuracy"])
                for label, p in (extra_points or {}).items()]
-    ax.scatter([p[1] for p in points], [p[2] for p in points], s=45,
-               color="gray", zorder=3, label="uniform choices")
-    for label, xv, yv in points:
-        ax.annotate(label, (xv, yv), textcoords="offset points",
-                    xytext=(6, 6), fontsize=9)
+    markers = "osD^vP<>Xh"
+    for k, (label, xv, yv) in enumerate(points):   # one legend entry each
+        ax.scatter([xv], [yv], s=55, marker=markers[k % len(markers)],
+                   color=f"C{k % 10}", zorder=3,
+                   label=f"{label}: {xv:,} B, {yv:.1f}%")
     if len(plan.path) > 1:
         ax.plot([t.bytes for t in plan.path],
                 [100 * t.accuracy for t in plan.path], ":", color="tab:blue",
                 lw=1, label="greedy path (one layer per step)")
     ax.scatter([plan.trial.bytes], [100 * plan.trial.accuracy], marker="*",
-               s=220, color="tab:red", zorder=4,
-               label="chosen mix: " + _summary(plan))
+               s=260, color="black", zorder=4,
+               label=f"chosen mix ({plan.trial.bytes:,} B, "
+                     f"{100 * plan.trial.accuracy:.1f}%): " + _summary(plan))
     ax.axhline(100 * sens.float_accuracy, color="black", lw=0.8, ls="--",
                label=f"float model {100 * sens.float_accuracy:.1f}%")
     budget = plan.budget
@@ -59,14 +62,17 @@ def plot(sens, plan, path: str,
     ys = [p[2] for p in points] + [100 * plan.trial.accuracy,
                                    100 * sens.float_accuracy]
     pad = max(0.5, 0.15 * (max(ys) - min(ys)))
-    ax.set_ylim(max(0.0, min(ys) - pad), min(100.5, max(ys) + pad))
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              borderaxespad=0.0)
+    ax.set_ylim(max(0.0, min(ys) - pad), min(101.0, max(ys) + pad))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+              ncol=1, borderaxespad=0.0)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def _summary(plan) -> str:
     up = {n: p for n, p in plan.precisions.items() if p != "int8"}
-    text = ", ".join(f"{n}={p}" for n, p in up.items()) or "all int8"
-    return text if len(text) <= 40 else text[:37] + "..."
+    text = ", ".join(f"{n}={p}" for n, p in up.items()) or "all int8 act."
+    if plan.weight_bits:
+        text = ", ".join(f"{n}={b}-bit" for n, b in
+                         plan.weight_bits.items()) + "; " + text
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -42,9 +42,10 @@ def run(model, x: np.ndarray, y: Optional[np.ndarray], *, target: str,
                                    max_accuracy_drop=None if max_bytes
                                    else max_accuracy_drop)
         bits = weight_plan.bits
-        extra = {f"all {b}-bit LUT" if b > 1 else "all binary LUT":
-                 {"bytes": u["bytes"], "accuracy": u["accuracy"]}
-                 for b, u in weight_plan.uniform.items() if b < 8}
+        extra = {{8: "uniform int8", 1: "all binary LUT"}.get(
+            b, f"all {b}-bit LUT"): {"bytes": u["bytes"],
+                                     "accuracy": u["accuracy"]}
+            for b, u in weight_plan.uniform.items()}
     ev = precision.Evaluator(model, x, y, target=target, weight_bits=bits)
     sens = precision.analyze(ev)
     plan = precision.choose(ev, sens, max_bytes=max_bytes,
