@@ -111,10 +111,14 @@ def test_weight_bits_and_activation_precision_in_tflm(digits_files,
     body = json.loads((out / "precision.json").read_text())
     plan, val = body["plan"], body["validation"]
     assert plan["met"] and min(plan["weight_bits"].values()) < 8
-    assert (out / "model.tflite").stat().st_size == val["bytes"] <= budget
+    assert val["bytes"] <= budget
+    shipped = json.loads((out / "micro" / "report.json").read_text())
+    assert shipped["validation"]["passed"]
+    assert shipped["tflite"]["bytes"] <= budget    # stripped, encoded
     assert plan["drop"] <= 0.01
     assert val["passed"] and val["lut"]["identical_to_plain"]
     assert val["micro"]["agreement"] >= 0.99
     print("weight bits + activations:", plan["weight_bits"],
           plan["precisions"], "bytes", val["bytes"], "budget", budget,
-          "uniform int8", len(int8), "drop", plan["drop"])
+          "uniform int8", len(int8), "drop", plan["drop"], "shipped",
+          shipped["tflite"]["bytes"], shipped["micro"]["arena"]["bytes"])

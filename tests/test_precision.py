@@ -163,15 +163,23 @@ def test_cli_activations_micro(tmp_path, data):
     body = json.loads((out / "precision.json").read_text())
     assert body["validation"]["passed"] and body["plan"]["met"]
     assert body["validation"]["micro"]["agreement"] == 1.0
-    assert (out / "model.tflite").stat().st_size == body["plan"]["trial"][
-        "bytes"]
-    # a budget no plan meets: one line, exit 1, the files still written
+    # the artifact set of the micro target: checked, validated in LiteRT,
+    # TFLM and the TFLM C++ build, C source with the measured arena
+    report = json.loads((out / "micro" / "report.json").read_text())
+    assert report["mode"] == "mixed" and report["validation"]["passed"]
+    assert report["precision"]["layers"]["hidden"] == "int16"
+    assert report["micro"]["cpp_check"]["64"]["identical"]
+    assert (out / "micro" / "model_data.h").is_file()
+    # (android) a budget no plan meets: one line, exit 1, the files still
+    # written, the model not under the shipping name
     again = CliRunner().invoke(__import__(
         "tfcompress.cli.main", fromlist=["main"]).main, [
         "sensitivity", str(tmp_path / "m.keras"), "--data",
-        str(tmp_path / "d.npz"), "--activations", "--max-accuracy-drop",
-        "0.0", "--max-bytes", str(body["sensitivity"]["uniform"]["int8"][
+        str(tmp_path / "d.npz"), "--activations", "--target", "android",
+        "--max-accuracy-drop", "0.0", "--max-bytes", str(body["sensitivity"]["uniform"]["int8"][
             "bytes"] + 50), "--out", str(tmp_path / "o2")])
     assert again.exit_code == 1
     assert "the budget is not met" in again.output
     assert (tmp_path / "o2" / "precision.json").is_file()
+    assert (tmp_path / "o2" / "android" / "model.rejected.tflite").is_file()
+    assert not (tmp_path / "o2" / "android" / "model.tflite").exists()

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import io
 import re
+import warnings
 from typing import Dict, List, Mapping, Optional
 
 import numpy as np
@@ -209,10 +210,13 @@ class Quantizer:
         # min/max over all samples, as the TFLite converter calibrates (the
         # quantizer's default, a moving average over one-sample batches,
         # clips the tails: inputs beyond the typical sample's range)
-        calib = calibrator.Calibrator(
-            self.float_tflite, qsv_update_func=qsv_utils.min_max_update)
-        with quiet.captured_stderr(), \
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            calib = calibrator.Calibrator(
+                self.float_tflite, qsv_update_func=qsv_utils.min_max_update)
+        with quiet.captured_stderr(), warnings.catch_warnings(), \
                 contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar
+            warnings.simplefilter("ignore")   # preserve_all_tensors notice
             calib.calibrate(data, manager)
         self._calibration = calib.get_model_qsvs()
 

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import numpy as np
@@ -21,15 +22,16 @@ from tfcompress.analysis import precision
 def run(model, x: np.ndarray, y: Optional[np.ndarray], *, target: str,
         out_dir: str, max_bytes: Optional[int] = None,
         max_accuracy_drop: Optional[float] = None,
-        weight_bits: bool = False) -> dict:
+        weight_bits: bool = False, ship: bool = True) -> dict:
     """Plan, apply, validate and write; returns ``{"sensitivity", "plan",
-    "validation", "paths", "weight_plan"}``.
+    "validation", "paths", "weight_plan", "artifact"}``.
 
     With ``weight_bits`` (micro): the weight-bits plan of
     :mod:`tfcompress.analysis.mixed_precision` is chosen first under
     ``max_bytes`` (or ``max_accuracy_drop``), and the activation plan is
     then measured on that model with its LUT-compressed bytes, under the
-    same budget.
+    same budget. With ``ship`` the plan's model is also written as the
+    target's artifact set in ``out_dir/<target>/`` (:func:`ship_artifact`).
     """
     bits, extra, weight_plan = None, None, None
     if weight_bits:
@@ -51,8 +53,45 @@ def run(model, x: np.ndarray, y: Optional[np.ndarray], *, target: str,
     plan = precision.choose(ev, sens, max_bytes=max_bytes,
                             max_accuracy_drop=max_accuracy_drop)
     report = precision.validate(ev, plan, model, x, y)
+    artifact = None
+    if ship:
+        artifact = ship_artifact(ev, plan, model, x, y,
+                                 os.path.join(out_dir, target))
+        report["artifact"] = {
+            "dir": os.path.join(out_dir, target),
+            "passed": artifact.passed,
+            "bytes": artifact.report["tflite"]["bytes"],
+            "failures": artifact.report["validation"].get("failures", [])}
+        if not artifact.passed:
+            report["failures"].append("the artifact failed validation: "
+                                      + "; ".join(report["artifact"][
+                                          "failures"]))
+            report["passed"] = False
     paths = precision.write(sens, plan, ev, out_dir,
-                            tflite=precision.apply(ev, plan),
+                            tflite=None if ship else precision.apply(ev, plan),
                             validation=report, extra_points=extra)
+    if artifact is not None:
+        paths["artifact"] = os.path.join(out_dir, target)
     return {"sensitivity": sens, "plan": plan, "validation": report,
-            "paths": paths, "weight_plan": weight_plan}
+            "paths": paths, "weight_plan": weight_plan,
+            "artifact": artifact}
+
+
+def ship_artifact(ev: precision.Evaluator, plan: precision.Plan, model,
+                  x: np.ndarray, y: Optional[np.ndarray], out_dir: str):
+    """The plan's model through the project's artifact path: checked for
+    the target, validated against the float ``model`` (LiteRT; for micro
+    TFLM, the encodings planner (LUT where weight bits made few values)
+    and the TFLM C++ build with its measured arena), saved to ``out_dir``
+    (``model.tflite``, ``report.json``; micro: ``model_data.cc/.h``)."""
+    from converters.conversion.artifact import Artifact
+    art = Artifact(ev.tflite(plan.precisions), target=ev.target,
+                   mode="mixed", keras_model=model, name="model")
+    art.check()
+    art.report["precision"] = plan.recipe()["precision"]
+    if ev.target == "micro":
+        art.strip_strings()
+    art.validate(x, y, require=False)
+    # a plan over its budget is written as model.rejected.tflite
+    art.save(out_dir, shipping=art.passed and plan.met)
+    return art

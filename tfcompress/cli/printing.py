@@ -96,7 +96,7 @@ def precision(model, x, y, target, max_bytes, max_accuracy_drop, out_dir,
     if micro:
         click.echo(f"tflm agreement            {micro.get('agreement')} "
                    f"(arena {micro.get('arena_bytes')} B)")
-    for key in ("model", "recipe", "aeq_recipe", "png", "json"):
+    for key in ("artifact", "model", "recipe", "aeq_recipe", "png", "json"):
         if key in result["paths"]:
             click.echo(f"{key:<26}{result['paths'][key]}")
     if not plan.met:
