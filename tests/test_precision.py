@@ -82,6 +82,12 @@ def test_int16_layers_where_planned_and_tflm_agrees(micro_run, data,
     assert prec.compute_dtypes(bytes(again)) == dtypes
     plan_yaml = open(paths["recipe"]).read()
     assert "precision:" in plan_yaml and "hidden: int16" in plan_yaml
+    # the project's recipe applies to the model again: the same model
+    from tfcompress.analysis import precision_run
+    assert prec.compute_dtypes(precision_run.apply_recipe(
+        model, data, paths["recipe"])) == dtypes
+    with pytest.raises(ValueError, match="expected a 'precision' section"):
+        precision_run.apply_recipe(model, data, {"stages": []})
     assert open(paths["png"], "rb").read(4) == b"\x89PNG"
 
 

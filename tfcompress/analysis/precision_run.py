@@ -95,3 +95,29 @@ def ship_artifact(ev: precision.Evaluator, plan: precision.Plan, model,
     # a plan over its budget is written as model.rejected.tflite
     art.save(out_dir, shipping=art.passed and plan.met)
     return art
+
+
+def apply_recipe(model, x: np.ndarray, recipe, *,
+                 target: Optional[str] = None) -> bytes:
+    """A ``precision.yaml`` (path or dict) applied to ``model`` (e.g. the
+    float model again, or one fine-tuned since): k-means weights per its
+    ``weight_bits`` (micro, LUT-compressed), each layer at its precision.
+
+    Raises:
+        ValueError: the recipe has no ``precision`` section, or names a
+            layer or precision the model cannot take (one line).
+    """
+    if isinstance(recipe, str):
+        import yaml
+        with open(recipe) as f:
+            recipe = yaml.safe_load(f)
+    section = (recipe or {}).get("precision")
+    if not isinstance(section, dict) or not isinstance(
+            section.get("layers"), dict):
+        raise ValueError("precision recipe: expected a 'precision' section "
+                         "with 'layers: {layer: int8|int16|float}' (as "
+                         "tfcompress sensitivity --activations writes it)")
+    ev = precision.Evaluator(model, x, None,
+                             target=target or section.get("target", "micro"),
+                             weight_bits=section.get("weight_bits"))
+    return ev.shipped(ev.tflite(section["layers"]))
