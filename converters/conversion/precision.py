@@ -238,7 +238,8 @@ class Quantizer:
         q = ai_edge_quantizer.Quantizer(self.float_tflite)
         q.load_quantization_recipe(self.aeq_recipe(precisions))
         try:
-            with quiet.captured_stderr():
+            with quiet.captured_stderr(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 result = q.quantize(self._calibration,
                                     enable_progress_report=False)
         except Exception as exc:

@@ -44,10 +44,13 @@ def run(model, x: np.ndarray, y: Optional[np.ndarray], *, target: str,
                                    max_accuracy_drop=None if max_bytes
                                    else max_accuracy_drop)
         bits = weight_plan.bits
-        extra = {{8: "uniform int8", 1: "all binary LUT"}.get(
-            b, f"all {b}-bit LUT"): {"bytes": u["bytes"],
-                                     "accuracy": u["accuracy"]}
-            for b, u in weight_plan.uniform.items()}
+        extra = {}
+        for b, u in weight_plan.uniform.items():   # measured as converted
+            t = precision.Evaluator(model, x, y, target=target,
+                                    weight_bits=u["bits"]).measure({})
+            extra[{8: "uniform int8", 1: "all binary LUT"}.get(
+                b, f"all {b}-bit LUT")] = {"bytes": t.bytes,
+                                           "accuracy": t.accuracy}
     ev = precision.Evaluator(model, x, y, target=target, weight_bits=bits)
     sens = precision.analyze(ev)
     plan = precision.choose(ev, sens, max_bytes=max_bytes,
