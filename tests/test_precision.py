@@ -189,3 +189,57 @@ def test_cli_activations_micro(tmp_path, data):
     assert (tmp_path / "o2" / "precision.json").is_file()
     assert (tmp_path / "o2" / "android" / "model.rejected.tflite").is_file()
     assert not (tmp_path / "o2" / "android" / "model.tflite").exists()
+
+
+_KERAS3 = '''
+import json, sys
+import numpy as np
+import keras
+from tfcompress.analysis import precision_run
+keras.utils.set_random_seed(0)
+i = keras.Input((8,), name="x")
+h = keras.layers.Dense(16, activation="relu", name="hidden")(i)
+h = keras.layers.Dense(16, activation="relu", name="mid")(h)
+m = keras.Model(i, keras.layers.Dense(4, name="out")(h))
+w, b = m.get_layer("hidden").get_weights()
+b[0] = 100.0
+m.get_layer("hidden").set_weights([w, b])
+w2, b2 = m.get_layer("mid").get_weights()
+w2[0, :] = 0.0
+m.get_layer("mid").set_weights([w2, b2])
+x = np.random.RandomState(1).randn(300, 8).astype(np.float32)
+r = precision_run.run(m, x, None, target="micro", out_dir=sys.argv[1],
+                      max_accuracy_drop=0.02, ship=False)
+print(json.dumps({"keras": keras.__version__, "met": r["plan"].met,
+                  "precisions": r["plan"].precisions,
+                  "dtypes": r["validation"]["dtypes"],
+                  "micro": r["validation"]["micro"]["agreement"],
+                  "passed": r["validation"]["passed"]}))
+'''
+
+
+@pytest.mark.slow   # a child process with TensorFlow and Keras 3: ~30 s
+def test_keras3_model_layer_names_and_tflm(tmp_path):
+    """A Keras 3 model (child process: Keras 3 traces layers under
+    uniquified scopes such as ``hidden_1``): the plan names its layers."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [root] + [p for p in [env.get("PYTHONPATH")] if p])
+    script = tmp_path / "k3.py"
+    script.write_text(_KERAS3)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "o")],
+                          env=env, capture_output=True, text=True,
+                          timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["keras"].startswith("3.")
+    assert got["met"] and got["passed"] and got["micro"] == 1.0
+    assert set(got["precisions"]) == {"hidden", "mid", "out"}
+    assert got["precisions"]["hidden"] == got["precisions"]["mid"] == "int16"
+    assert got["dtypes"]["hidden"] == "INT16"
+    assert (tmp_path / "o" / "model.tflite").is_file()

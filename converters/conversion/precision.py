@@ -29,7 +29,7 @@ import dataclasses
 import io
 import re
 import warnings
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Iterable, List, Mapping, Optional
 
 import numpy as np
 
@@ -69,13 +69,25 @@ class Layer:
                 else None)
 
 
-def layers(float_tflite: bytes) -> Dict[str, Layer]:
+def _known(name: str, names: Optional[Iterable[str]]) -> str:
+    """``hidden_1`` -> ``hidden`` when only the latter is a layer of the
+    model (Keras 3 traces its layers under uniquified name scopes)."""
+    if not names or name in names:
+        return name
+    base = re.sub(r"_\d+$", "", name)
+    return base if base in names else name
+
+
+def layers(float_tflite: bytes,
+           names: Optional[Iterable[str]] = None) -> Dict[str, Layer]:
     """The layers of a float .tflite, by Keras layer name, in graph order.
 
     A weightless op joins the layer of the op producing its first
     non-constant input; weightless ops before any weighted op stay out
-    (they keep the default int8).
+    (they keep the default int8). ``names``: the Keras model's layer
+    names, to map scope names such as ``hidden_1`` back to ``hidden``.
     """
+    names = set(names) if names is not None else None
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fbu
     from converters.targets.micro import layer_of
     from converters.tflite import flatbuffer
@@ -86,7 +98,7 @@ def layers(float_tflite: bytes) -> Dict[str, Layer]:
     owner: Dict[int, str] = {}   # tensor index -> layer that produced it
     for op, fb_op in zip(info.operators, graph.operators):
         if op.name in WEIGHTED_OPS:
-            base = name = layer_of(info, op)
+            base = name = _known(layer_of(info, op), names)
             k = 1
             while name in out:   # two weighted ops under one layer name
                 k += 1
@@ -184,13 +196,15 @@ class Quantizer:
         x: calibration inputs, one array (single input) or a dict by the
             signature's input names; the first :data:`CALIBRATION_SAMPLES`
             rows are used.
+        names: the Keras model's layer names (see :func:`layers`).
     """
 
     def __init__(self, float_tflite: bytes, x,
-                 samples: int = CALIBRATION_SAMPLES):
+                 samples: int = CALIBRATION_SAMPLES,
+                 names: Optional[Iterable[str]] = None):
         from converters.loading import quiet
         self.float_tflite = bytes(float_tflite)
-        self.layers = layers(self.float_tflite)
+        self.layers = layers(self.float_tflite, names)
         key, names = _signature_input(self.float_tflite)
         arrays = x if isinstance(x, dict) else {names[0]: x}
         if set(arrays) != set(names):
@@ -250,17 +264,20 @@ class Quantizer:
         return bytes(result.quantized_model)
 
 
-def compute_dtypes(tflite: bytes) -> Dict[str, str]:
+def compute_dtypes(tflite: bytes,
+                   names: Optional[Iterable[str]] = None) -> Dict[str, str]:
     """``{layer: dtype}`` of each weighted op's output (``INT8``,
     ``INT16``, ``FLOAT32``) in a converted model: what the plan became in
-    the flatbuffer (reports and tests check it against the plan)."""
+    the flatbuffer (reports and tests check it against the plan);
+    ``names`` as in :func:`layers`."""
     from converters.targets.micro import layer_of
     from converters.tflite import flatbuffer
     info = flatbuffer.read(bytes(tflite))
+    names = set(names) if names is not None else None
     out: Dict[str, str] = {}
     for op in info.operators:
         if op.name in WEIGHTED_OPS:
-            base = name = layer_of(info, op)
+            base = name = _known(layer_of(info, op), names)
             k = 1
             while name in out:
                 k += 1

@@ -168,7 +168,9 @@ class Evaluator:
             quantized = mixed_precision.apply_bits(model, self.weight_bits)
         self.model = quantized
         self.float_tflite = convert_bytes(quantized, mode="float32")
-        self.quantizer = prec.Quantizer(self.float_tflite, self.x)
+        self.names = [layer.name for layer in model.layers]
+        self.quantizer = prec.Quantizer(self.float_tflite, self.x,
+                                        names=self.names)
         self.layers = self.quantizer.layers
         self._cache: Dict[tuple, Trial] = {}
 
@@ -350,7 +352,7 @@ def validate(ev: Evaluator, plan: Plan, model, x: np.ndarray,
         if not same:
             failures.append("the LUT-compressed model differs from the "
                             "plain one in TFLM")
-    report["dtypes"] = prec.compute_dtypes(plain)
+    report["dtypes"] = prec.compute_dtypes(plain, ev.names)
     report["bytes"] = len(shipped)
     report["failures"] = failures
     report["passed"] = not failures
