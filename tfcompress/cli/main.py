@@ -364,15 +364,10 @@ def _device(name, ram, flash):
               help="Mixed precision: choose 8/4/2/1-bit weights per layer "
                    "(TFLM LUT); --max-bytes is then the flash bytes of the "
                    "LUT-compressed int8 model.")
-@click.option("--activations", is_flag=True,
-              help="Per-layer precision: int16 activations (int8 weights) "
-                   "where they help, and with --target android float "
-                   "layers; applied with ai-edge-quantizer and validated "
-                   "(LiteRT; TFLM for micro). Writes model.tflite, "
-                   "precision.yaml, aeq_recipe.json, precision.png.")
+@click.option("--activations", is_flag=True, help="int8/int16 activations "
+              "per layer (android: also float), applied and validated.")
 @click.option("--target", type=click.Choice(TARGETS), default="micro",
-              show_default=True, help="With --activations: micro "
-              "(int8/int16) or android (int8/int16/float).")
+              show_default=True, help="The target of --activations.")
 @import_option
 @_errors
 def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
