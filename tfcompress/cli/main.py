@@ -364,10 +364,14 @@ def _device(name, ram, flash):
               help="Mixed precision: choose 8/4/2/1-bit weights per layer "
                    "(TFLM LUT); --max-bytes is then the flash bytes of the "
                    "LUT-compressed int8 model.")
+@click.option("--activations", is_flag=True, help="int8/int16 activations "
+              "per layer (android: also float), applied and validated.")
+@click.option("--target", type=click.Choice(TARGETS), default="micro",
+              show_default=True, help="The target of --activations.")
 @import_option
 @_errors
 def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
-                out_dir, unsafe, weight_bits, imports):
+                out_dir, unsafe, weight_bits, activations, target, imports):
     """Measure per-layer sensitivity and write a recipe that meets a budget.
 
     \b
@@ -376,13 +380,17 @@ def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
           --out build/sens && tfcompress optimize model.keras --data d.npz \\
           --recipe build/sens/recipe.yaml --target micro --out build/m
     """
-    if (max_bytes is None) == (max_accuracy_drop is None):
+    if (max_bytes is None) == (max_accuracy_drop is None) and not (
+            activations and max_bytes is not None):
         raise click.UsageError("give exactly one of --max-bytes and "
-                               "--max-accuracy-drop")
+                               "--max-accuracy-drop (both with --activations)")
     keras_model, x, y = load_model_and_data(model, data_path, unsafe=unsafe,
                                             imports=imports)
     from tfcompress.analysis import sensitivity as sens
     _log(f"[{_stem(model)}] sweeping {len(keras_model.layers)} layers")
+    if activations:
+        return printing.precision(keras_model, x, y, target, max_bytes,
+                                  max_accuracy_drop, out_dir, weight_bits)
     if weight_bits:
         return printing.mixed_precision(keras_model, x, y, max_bytes,
                                 max_accuracy_drop, epochs, out_dir)

@@ -66,3 +66,44 @@ def mixed_precision(model, x, y, max_bytes, max_accuracy_drop, epochs,
     for key in ("recipe", "png", "json"):
         if key in paths:
             click.echo(f"{key:<26}{paths[key]}")
+
+
+def precision(model, x, y, target, max_bytes, max_accuracy_drop, out_dir,
+              weight_bits) -> None:
+    """``sensitivity --activations``: plan, apply, validate, print; exits
+    1 (files written) when the budget is not met or validation failed."""
+    from tfcompress.analysis import precision_run
+    result = precision_run.run(model, x, y, target=target, out_dir=out_dir,
+                               max_bytes=max_bytes,
+                               max_accuracy_drop=max_accuracy_drop,
+                               weight_bits=weight_bits)
+    sens, plan, val = (result["sensitivity"], result["plan"],
+                       result["validation"])
+    click.echo("uniform plans             " + ", ".join(
+        f"{k}: {t.bytes} B {100 * t.accuracy:.2f}%"
+        for k, t in sens.uniform.items()))
+    if plan.weight_bits:
+        click.echo("weight bits per layer     " + ", ".join(
+            f"{n}={b}" for n, b in plan.weight_bits.items()))
+    click.echo("precision per layer       " + ", ".join(
+        f"{n}={p}" for n, p in plan.precisions.items()))
+    click.echo(f"model bytes               {plan.trial.bytes}")
+    click.echo(f"accuracy (float)          {100 * plan.trial.accuracy:.2f}% "
+               f"({100 * sens.float_accuracy:.2f}%)")
+    litert = val.get("litert") or {}
+    micro = val.get("micro") or {}
+    click.echo(f"litert agreement          {litert.get('agreement')}")
+    if micro:
+        click.echo(f"tflm agreement            {micro.get('agreement')} "
+                   f"(arena {micro.get('arena_bytes')} B)")
+    for key in ("artifact", "model", "recipe", "aeq_recipe", "png", "json"):
+        if key in result["paths"]:
+            click.echo(f"{key:<26}{result['paths'][key]}")
+    if not plan.met:
+        raise click.ClickException(
+            f"the budget is not met: best plan {plan.trial.bytes} B at "
+            f"{100 * plan.drop:.2f} points below float ({plan.budget}); "
+            "raise --max-bytes or --max-accuracy-drop")
+    if not val["passed"]:
+        raise click.ClickException("validation failed: "
+                                   + "; ".join(val["failures"]))
