@@ -7,9 +7,13 @@ are dequantized with their own parameters. Inputs and outputs are named by
 the model's signature (the Keras names), else by tensor name.
 
 A model with state that carries across invocations (resource variables:
-``VAR_HANDLE`` / ``READ_VARIABLE`` / ``ASSIGN_VARIABLE``, or variable
-tensors) is *streaming*: its data is a batch of sequences ``[S, T, ...]``
-(one invocation per step, state reset between sequences).
+``VAR_HANDLE`` / ``READ_VARIABLE`` / ``ASSIGN_VARIABLE``) is *streaming*:
+its data is a batch of sequences ``[S, T, ...]`` (one invocation per step,
+state reset between sequences). Variable tensors alone (the state of a
+fused ``UNIDIRECTIONAL_SEQUENCE_LSTM``, which also persists across
+invocations) make a model streaming only when its data comes as sequences
+(:meth:`Feeds.streams`); given one sample per row, the state is reset
+before each sample, as the Keras model starts every sample from zero.
 
 Example:
     >>> feeds = Feeds.of(info)
@@ -85,6 +89,8 @@ class Feeds:
     inputs: list[Port]
     outputs: list[Port]
     stateful: bool
+    #: variable tensors (recurrent state) that persist across invocations
+    recurrent_state: bool = False
 
     @classmethod
     def of(cls, info, *, output_names: Sequence[str] | None = None
@@ -104,9 +110,17 @@ class Feeds:
                 port.name = output_names[k]
             elif not port.name or port.name.startswith("tensor_"):
                 port.name = f"output_{k}"
-        stateful = any(op.name in STATE_OPS for op in info.operators) or \
-            any(t.is_variable for t in info.tensors)
-        return cls(inputs, outputs, stateful)
+        stateful = any(op.name in STATE_OPS for op in info.operators)
+        return cls(inputs, outputs, stateful,
+                   any(t.is_variable for t in info.tensors))
+
+    def streams(self, arrays: Sequence[np.ndarray]) -> bool:
+        """Whether ``arrays`` (one per input) are to be fed as sequences:
+        always for resource-variable state; for recurrent state only when
+        the data has a sequence axis more than the input tensor."""
+        if self.stateful or not self.recurrent_state or not arrays:
+            return self.stateful
+        return np.ndim(arrays[0]) == len(self.inputs[0].shape) + 1
 
     @property
     def output_names(self) -> list[str]:

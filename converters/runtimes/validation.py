@@ -149,9 +149,10 @@ def validate(tflite: bytes, data, labels=None, *, info=None,
     info = info or flatbuffer.read(tflite)
     feeds = feeding.Feeds.of(info, output_names=output_names)
     arrays = feeds.arrange(data)
+    feeds.stateful = feeds.streams(arrays)
     xs = feeds.prepare(arrays)
     n = int(xs[0].shape[0]) if xs else 0
-    raw = litert.run_feeds(tflite, xs, stateful=feeds.stateful)
+    raw = _run_litert(tflite, xs, feeds)
     refs = None
     if reference is not None:
         found = references.outputs(reference, arrays, stateful=feeds.stateful,
@@ -199,6 +200,19 @@ def validate(tflite: bytes, data, labels=None, *, info=None,
     return Result(report, keras, failures, xs, raw_ref, feeds)
 
 
+def _reset_each(feeds) -> bool:
+    """Recurrent state fed one sample per row: reset before each sample."""
+    return feeds.recurrent_state and not feeds.stateful
+
+
+def _run_litert(tflite, xs, feeds, **kwargs) -> list:
+    if not _reset_each(feeds):
+        return litert.run_feeds(tflite, xs, stateful=feeds.stateful, **kwargs)
+    raw = litert.run_feeds(tflite, [x[:, None] for x in xs], stateful=True,
+                           **kwargs)
+    return [r[:, 0] for r in raw]
+
+
 def _micro(tflite, info, feeds, xs, raw_auto, chosen, tol, lsb,
            require_int8):
     from converters.runtimes import tflm
@@ -206,12 +220,15 @@ def _micro(tflite, info, feeds, xs, raw_auto, chosen, tol, lsb,
     names = feeds.output_names
     # LiteRT's builtin kernels round as TFLM does (XNNPACK may differ by an
     # LSB or more; that difference is reported)
-    raw_ref = litert.run_feeds(tflite, xs, stateful=feeds.stateful,
-                               reference_kernels=True)
-    micro = tflm.validate(tflite, xs, raw_ref, info=info,
-                          require_int8=require_int8,
-                          sequences=feeds.stateful, keep_outputs=True)
-    got = micro.pop("outputs")
+    raw_ref = _run_litert(tflite, xs, feeds, reference_kernels=True)
+    each = _reset_each(feeds)   # one-step sequences: state reset per sample
+    micro = tflm.validate(tflite, [x[:, None] for x in xs] if each else xs,
+                          [r[:, None] for r in raw_ref] if each else raw_ref,
+                          info=info, require_int8=require_int8,
+                          sequences=feeds.stateful or each,
+                          keep_outputs=True)
+    got = [g[:, 0] for g in micro.pop("outputs")] if each else \
+        micro.pop("outputs")
     flat = feeding.flatten_steps
     mine = dict(zip(names, flat(feeds.dequantize(got), feeds.stateful)))
     theirs = dict(zip(names, flat(feeds.dequantize(raw_ref), feeds.stateful)))
