@@ -39,7 +39,18 @@ def output_names(model) -> List[str]:
     names = list(getattr(model, "output_names", None) or [])
     if len(names) == len(model.outputs):
         return names
-    return [t.name.split(":")[0].split("/")[0] for t in model.outputs]
+    return [_producer(t) for t in model.outputs]
+
+
+def _producer(tensor) -> str:
+    """The name of the layer that outputs ``tensor`` (Keras 3 tensors are
+    named ``keras_tensor_N``; their history names the layer)."""
+    history = getattr(tensor, "_keras_history", None)
+    layer = getattr(history, "operation", None) or getattr(history, "layer",
+                                                           None)
+    if getattr(layer, "name", None):
+        return layer.name
+    return tensor.name.split(":")[0].split("/")[0]
 
 
 def feed(model, x: Inputs) -> List[np.ndarray]:
