@@ -100,10 +100,13 @@ def _summary(report: dict) -> List[tuple]:
     ]
     micro = val.get("micro")
     if micro:
+        from converters.reporting.report import shipped_arena_rows
         rows += [("TFLM agreement with LiteRT", _fmt(micro.get("agreement"), "%")),
                  ("TFLM max diff (LSB)", _fmt(micro.get("max_abs_lsb"))),
-                 ("arena bytes (bisected minimum)", _fmt(micro.get("arena_bytes"))),
-                 ("arena bytes (recommended)",
+                 *[(_e(k), _fmt(v)) for k, v in shipped_arena_rows(report)],
+                 ("plain model arena, Python runtime (64-bit, minimum)",
+                  _fmt(micro.get("arena_bytes"))),
+                 ("plain model arena, Python runtime (64-bit, + margin)",
                   _fmt(micro.get("arena_recommended")))]
     return [(k, v) for k, v in rows if v not in ("–", "None / None")]
 

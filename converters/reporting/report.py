@@ -59,6 +59,7 @@ def markdown(report: dict, images: dict) -> str:
     if micro:
         rows += [("TFLM agreement with LiteRT", _fmt(micro.get("agreement"), "%")),
                  ("TFLM max diff (LSB)", micro.get("max_abs_lsb")),
+                 *shipped_arena_rows(report),
                  ("plain model arena, Python runtime (64-bit, minimum)",
                   micro.get("arena_bytes")),
                  ("plain model arena, Python runtime (64-bit, + margin)",
@@ -200,6 +201,19 @@ def write(report: dict, out_dir: str) -> dict:
     atomic_write_json(os.path.join(out_dir, "report.json"), stable)
     atomic_write_json(os.path.join(out_dir, "timings.json"), timings)
     return images
+
+
+def shipped_arena_rows(report: dict) -> list:
+    """The arena the C header carries (the shipped model, measured in a TFLM
+    C++ build where one exists): what the firmware allocates."""
+    arena = (report.get("micro") or {}).get("arena") or {}
+    if not arena.get("bytes"):
+        return []
+    source = {"tflm-c++": "TFLM C++ build, 32-bit",
+              "python-tflm": "Python TFLM runtime, upper bound"}.get(
+                  arena.get("source"), arena.get("source"))
+    return [(f"arena of the shipped model, in model_data.h ({source})",
+             arena["bytes"])]
 
 
 _COMPARISON_ROWS = (
