@@ -100,7 +100,7 @@ def _summary(report: dict) -> List[tuple]:
     ]
     micro = val.get("micro")
     if micro:
-        from converters.reporting.report import shipped_arena_rows
+        from converters.reporting.arena_rows import shipped_arena_rows
         rows += [("TFLM agreement with LiteRT", _fmt(micro.get("agreement"), "%")),
                  ("TFLM max diff (LSB)", _fmt(micro.get("max_abs_lsb"))),
                  *[(_e(k), _fmt(v)) for k, v in shipped_arena_rows(report)],

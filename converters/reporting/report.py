@@ -12,6 +12,7 @@ import os
 import platform
 
 from converters.reporting import html, plots
+from converters.reporting.arena_rows import shipped_arena_rows
 from converters.files import atomic_write, atomic_write_json
 
 
@@ -201,19 +202,6 @@ def write(report: dict, out_dir: str) -> dict:
     atomic_write_json(os.path.join(out_dir, "report.json"), stable)
     atomic_write_json(os.path.join(out_dir, "timings.json"), timings)
     return images
-
-
-def shipped_arena_rows(report: dict) -> list:
-    """The arena the C header carries (the shipped model, measured in a TFLM
-    C++ build where one exists): what the firmware allocates."""
-    arena = (report.get("micro") or {}).get("arena") or {}
-    if not arena.get("bytes"):
-        return []
-    source = {"tflm-c++": "TFLM C++ build, 32-bit",
-              "python-tflm": "Python TFLM runtime, upper bound"}.get(
-                  arena.get("source"), arena.get("source"))
-    return [(f"arena of the shipped model, in model_data.h ({source})",
-             arena["bytes"])]
 
 
 _COMPARISON_ROWS = (
