@@ -31,12 +31,18 @@ def _patches(n, seed):
     return x, y
 
 
-@pytest.fixture(scope="module")
-def rgb(tmp_path_factory):
-    """An RGB CNN trained briefly (tf_keras, saved as .keras), its data as
-    the model sees it (pixel / 255), the raw pixels and labels.txt."""
+@pytest.fixture(scope="module", params=["tf_keras", "keras3"])
+def rgb(tmp_path_factory, request):
+    """An RGB CNN trained briefly (tf_keras, or Keras 3; saved as .keras),
+    its data as the model sees it (pixel / 255), the raw pixels and
+    labels.txt."""
     root = tmp_path_factory.mktemp("rgb")
     pixels, y = _patches(700, 0)
+    if request.param == "keras3":
+        import keras as k3
+        keras = k3
+    else:
+        from tfcompress.keras2.env import keras
     keras.utils.set_random_seed(0)
     inp = keras.Input((32, 32, 3), name="image")
     h = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inp)

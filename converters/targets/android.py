@@ -61,7 +61,8 @@ VARIANTS = {"int8": ("int8", "int8", "CPU (XNNPACK)"),
 def keras_io_names(model) -> tuple:
     """(input names, output names) as the converter's signature uses them:
     the Keras input layer names and output layer names."""
-    return list(model.input_names), list(model.output_names)
+    from converters.conversion.signature import input_names, output_names
+    return input_names(model), output_names(model)
 
 
 def check_signature(info: flatbuffer.ModelInfo, inputs: Sequence[str],

@@ -21,6 +21,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from converters.conversion.app_io import IO_TYPES, input_quantization
+from converters.conversion.signature import input_names, output_names
 from converters.targets import android_metadata as meta
 
 Number = Union[float, Sequence[float]]
@@ -100,7 +101,8 @@ def _labels(labels: Sequence[str] | None, model) -> list | None:
         classes = int(shape[-1]) if shape and shape[-1] is not None else None
         if classes is not None and len(labels) != classes:
             raise ValueError(
-                f"{len(labels)} labels for output {model.output_names[0]!r} "
+                f"{len(labels)} labels for output "
+                f"{output_names(model)[0]!r} "
                 f"with {classes} classes; pass one label per class")
     return labels
 
@@ -141,8 +143,8 @@ def keras_specs(model) -> Tuple[List[TensorSpec], List[TensorSpec]]:
                        for d in tuple(tensor.shape)[1:]]
         dtype = np.dtype(getattr(tensor.dtype, "name", tensor.dtype)).name
         return TensorSpec(name, shape, dtype.upper())
-    return ([spec(t, n) for t, n in zip(model.inputs, model.input_names)],
-            [spec(t, n) for t, n in zip(model.outputs, model.output_names)])
+    return ([spec(t, n) for t, n in zip(model.inputs, input_names(model))],
+            [spec(t, n) for t, n in zip(model.outputs, output_names(model))])
 
 
 class _Shapes:

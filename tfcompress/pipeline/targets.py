@@ -44,7 +44,8 @@ def training_targets(model, x, y, recipe, *, log: Optional[Callable] = None,
     if y is None:
         y = model.predict(x, verbose=0, batch_size=256)
         if isinstance(y, list):
-            y = dict(zip(model.output_names, y))
+            from converters.conversion.signature import output_names
+            y = dict(zip(output_names(model), y))
         fit.update(loss="mse", from_logits=None)
         _say(log, f"[{name}] no targets in the data: training against the "
                   "float model's outputs (mean squared error)")
