@@ -1,11 +1,14 @@
-"""The one timing helper of the benchmarks: epoch times of a ``fit`` and
-the median wall time of a command."""
+"""The one timing helper of the benchmarks: epoch times of a ``fit``,
+interleaved step-time comparisons of training variants, and the median
+wall time of a command."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import time
+from typing import Callable, Dict
 
 from benchmarks.common import CLI_REPEATS, ROOT
 
@@ -28,6 +31,61 @@ class EpochTimer:
         return _T()
 
 
+def load_average() -> float:
+    """The 1-minute load average (``nan`` where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return float("nan")
+
+
+def interleaved_epochs(epochs: Dict[str, Callable[[int], float]],
+                       rounds: int) -> dict:
+    """Compare training variants on a shared, noisy machine.
+
+    ``epochs[name](i)`` trains epoch ``i`` of that variant (same batches
+    for all) and returns its seconds. Round 0 is a warm-up (tracing) and
+    is not timed; then ``rounds`` rounds each run every variant once, the
+    order reversed every other round, so load that comes and goes hits all
+    variants alike. The first variant is the baseline.
+
+    Returns ``{name: {"seconds": median epoch, "ratio": median over rounds
+    of epoch / baseline epoch of the same round, "spread": (lowest,
+    highest) of those ratios, "times": [...]}}`` and ``"load"``: the
+    1-minute load average before and after.
+    """
+    names = list(epochs)
+    times: Dict[str, list] = {n: [] for n in names}
+    load = [load_average()]
+    for r in range(rounds + 1):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            seconds = epochs[name](r)
+            if r:
+                times[name].append(seconds)
+    load.append(load_average())
+    base = times[names[0]]
+    out: dict = {"load": tuple(load)}
+    for name in names:
+        ratios = sorted(t / b for t, b in zip(times[name], base))
+        out[name] = {"seconds": statistics.median(times[name]),
+                     "ratio": statistics.median(ratios),
+                     "spread": (ratios[0], ratios[-1]),
+                     "times": times[name]}
+    return out
+
+
+def fit_epoch(model, x, y, batch_size: int, callbacks=(), keras=None):
+    """``epochs[name]`` for :func:`interleaved_epochs`: one epoch of the
+    user's ``model.fit`` (no shuffling, with ``callbacks``), timed from
+    the epoch's begin to its end (after the other callbacks' epoch end)."""
+    timer = EpochTimer(keras)
+
+    def run(epoch: int) -> float:
+        model.fit(x, y, batch_size=batch_size, initial_epoch=epoch,
+                  epochs=epoch + 1, shuffle=False, verbose=0,
+                  callbacks=list(callbacks) + [timer])
+        return timer.times[-1]
+    return run
 
 
 def median_seconds(cmd, repeats: int = CLI_REPEATS) -> float:
