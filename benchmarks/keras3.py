@@ -203,6 +203,8 @@ STEPS_BEGIN, STEPS_END = "<!-- keras3-steps:begin -->", \
 
 def render_steps(step_ms: dict, runs: int) -> str:
     lines = [STEPS_BEGIN,
+             f"Measured {time.strftime('%Y-%m-%d %H:%M')} (`python -m "
+             "benchmarks.keras3 --skip-accuracy`). "
              "Step time of each Keras 3 wrapper against plain Keras 3 `fit` "
              "of the same model, weights and batches (TensorFlow backend, "
              "no `jit_compile`), each wrapper with all of "

@@ -14,6 +14,7 @@ import argparse
 import os
 import re
 import sys
+import time
 
 import numpy as np
 
@@ -165,7 +166,10 @@ def markdown(res: dict) -> str:
                      f"{verdict} |")
         tables.append("\n".join(o))
     body = "\n\n".join(tables)
+    when = res.get("overhead_date") or time.strftime("%Y-%m-%d %H:%M")
     return f"""{HEADING}
+
+Measured {when} (`python -m benchmarks.overhead`, also part of `make bench`).
 
 tf_keras wrappers (tfmot underneath) against plain `model.fit` of the same
 model, same weights, same batches (`shuffle=False`). Each variant runs with
