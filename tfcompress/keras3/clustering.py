@@ -102,13 +102,31 @@ def nearest_centroids(rows, centroids):
     return gather_rows(gather_rows(centroids, first), position)
 
 
+def _clustered(value, centroids, axis: int):
+    return from_rows(nearest_centroids(to_rows(value, axis), centroids),
+                     tuple(value.shape), axis)
+
+
+_XLA: dict = {}
+
+
+def _fused(fn):
+    """``fn`` compiled by XLA into one op on the TensorFlow backend (its
+    dozen small ops cost more to dispatch than to run); as is elsewhere."""
+    if keras.backend.backend() != "tensorflow":
+        return fn
+    if fn not in _XLA:
+        import tensorflow as tf
+        _XLA[fn] = tf.function(fn, jit_compile=True, autograph=False)
+    return _XLA[fn]
+
+
 def cluster_values(value, centroids, mask, axis: int):
     """Each weight replaced by its nearest centroid of its channel.
 
     ``centroids``: ``(channels, k)``; ``mask``: 1 where the weight may be
     non-zero (``None``: no sparsity to keep)."""
-    clustered = from_rows(nearest_centroids(to_rows(value, axis), centroids),
-                          tuple(value.shape), axis)
+    clustered = _fused(_clustered)(value, centroids, axis)
     if mask is not None:
         clustered = clustered * mask
     return clustered
