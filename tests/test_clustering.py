@@ -75,3 +75,24 @@ def test_bad_arguments_fail_early():
         tfc.cluster(small_cnn(), 1)
     with pytest.raises(ValueError, match="valid names"):
         tfc.cluster(small_cnn(), 8, init="spectral")
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_assignment_by_search_matches_tfmots_argmin(per_channel):
+    """The wrapper's nearest-centroid search gives tfmot's own pulling
+    indices (the first of equal centroids included)."""
+    from tensorflow_model_optimization.python.core.clustering.keras import (
+        clustering_algorithm as ca)
+    from tfcompress.keras2 import clustering
+    from tfcompress.keras2.env import tf
+    rng = np.random.default_rng(0)
+    weight = tf.constant(rng.normal(size=(3, 3, 16, 32)).astype(np.float32))
+    cents = rng.normal(size=(32, 8) if per_channel else (16,))
+    cents[..., 5] = cents[..., 2]
+    base = ca.ClusteringAlgorithmPerChannel if per_channel \
+        else ca.ClusteringAlgorithm
+    args = (tf.Variable(cents.astype(np.float32)), ca.GradientAggregation.AVG,
+            "channels_last")
+    expect = base(*args).get_pulling_indices(weight).numpy()
+    got = clustering._SEARCHING[base](*args).get_pulling_indices(weight)
+    np.testing.assert_array_equal(got.numpy(), expect)

@@ -144,6 +144,37 @@ def test_cluster_per_channel_and_sparsity_preserving(init):
             assert np.unique(value).size <= 4, layer
 
 
+@pytest.mark.parametrize("shape,axis", [((3, 3, 8, 16), -1),
+                                        ((40, 12), -1), ((3, 3, 8, 1), -2)])
+def test_cluster_assignment_is_the_nearest_centroid(shape, axis):
+    """The binary search between sorted midpoints picks the centroid
+    ``argmin |w - c|`` picks (the first of equal ones) and sends each
+    centroid the gradient summed over its weights."""
+    import tensorflow as tf
+    from tfcompress.keras3.clustering import cluster_values
+    rng = np.random.default_rng(0)
+    value = rng.normal(size=shape).astype(np.float32)
+    channels = shape[axis]
+    cents = rng.normal(size=(channels, 6)).astype(np.float32)
+    cents[:, 4] = cents[:, 1]                         # equal centroids
+    rows = np.moveaxis(value, axis, -1)
+    index = np.abs(rows[..., None] - cents).argmin(-1)
+    expect = np.take_along_axis(cents, index.reshape(-1, channels).T,
+                                -1).T.reshape(rows.shape)
+    upstream = rng.normal(size=shape).astype(np.float32)
+    table = tf.Variable(cents)
+    with tf.GradientTape() as tape:
+        got = cluster_values(tf.constant(value), tf.identity(table), None,
+                             axis)
+        loss = tf.reduce_sum(got * upstream)
+    np.testing.assert_array_equal(got.numpy(), np.moveaxis(expect, -1, axis))
+    grad = np.zeros_like(cents)
+    np.add.at(grad, (np.broadcast_to(np.arange(channels), index.shape),
+                     index), np.moveaxis(upstream, axis, -1))
+    np.testing.assert_allclose(tape.gradient(loss, table).numpy(), grad,
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_pcqat_keeps_zeros_and_clusters():
     x, y = data((32,))
     keras.utils.set_random_seed(0)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from tfcompress.keras2 import selection
-from tfcompress.keras2.env import keras, tfmot
+from tfcompress.keras2.env import keras, tf, tfmot
 
 from tensorflow_model_optimization.python.core.clustering.keras import (
-    cluster_wrapper, clustering_registry)
+    cluster_wrapper, clustering_algorithm, clustering_registry)
 
 _cl = tfmot.clustering.keras
 CentroidInit = _cl.CentroidInitialization
@@ -34,6 +34,60 @@ def get_init(identifier):
         return INITS[identifier]
     raise ValueError(f"Unknown centroid init {identifier!r}; valid names: "
                      f"{sorted(INITS)}.")
+
+
+def nearest_centroid(values, centroids):
+    """``argmin |value - centroid|`` per row (the first of equal centroids)
+    for ``values`` ``(rows, n)`` and ``centroids`` ``(rows, k)``, by a
+    binary search between the midpoints of the sorted centroids instead of
+    tfmot's ``(..., k)`` distance tensor and ``argmin``."""
+    ordered = tf.sort(centroids, axis=-1)
+    bounds = (ordered[:, 1:] + ordered[:, :-1]) / 2
+    position = tf.searchsorted(bounds, values, side="left",
+                               out_type=tf.int32)
+    same = tf.equal(ordered[:, :, None], centroids[:, None, :])
+    first = tf.argmax(tf.cast(same, tf.int32), axis=-1, output_type=tf.int32)
+    return tf.cast(tf.gather(first, position, batch_dims=1), tf.int64)
+
+
+class _NearestBySearch:
+    """tfmot's pulling indices (weight -> centroid), computed by
+    :func:`nearest_centroid` on every training step."""
+
+    def get_pulling_indices(self, weight, centroids=None):
+        cents = tf.convert_to_tensor(
+            self.cluster_centroids if centroids is None else centroids)
+        if cents.shape.rank == 1:  # one set of centroids for the kernel
+            index = nearest_centroid(tf.reshape(weight, (1, -1)),
+                                     cents[None, :])
+            return tf.reshape(index, tf.shape(weight))
+        axis = 1 if self.data_format == "channels_first" else 3
+        perm = [axis] + [i for i in range(4) if i != axis]
+        moved = tf.transpose(weight, perm)
+        index = nearest_centroid(
+            tf.reshape(moved, (cents.shape[0], -1)), cents)
+        back = [perm.index(i) for i in range(4)]
+        return tf.transpose(tf.reshape(index, tf.shape(moved)), back)
+
+
+_SEARCHING = {
+    base: type(base.__name__, (_NearestBySearch, base), {})
+    for base in (clustering_algorithm.ClusteringAlgorithm,
+                 clustering_algorithm.ClusteringAlgorithmPerChannel)}
+
+
+class ClusterWeights(cluster_wrapper.ClusterWeights):
+    """tfmot's clustering wrapper, the nearest centroid of each weight found
+    by a binary search (:func:`nearest_centroid`): the same assignment
+    without a ``(weights, clusters)`` distance tensor on every step. Saved
+    models keep tfmot's class name."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for algo in self.clustering_algorithms.values():
+            fast = _SEARCHING.get(type(algo))
+            if fast is not None:   # layers' own algorithms stay as they are
+                algo.__class__ = fast
 
 
 def _clusterable_size(layer, per_channel: bool) -> int:
@@ -106,7 +160,7 @@ def cluster(model, clusters: int = 16, init="kmeans++", *,
         if reason is not None:
             return layer, reason
         channel = per_channel and isinstance(layer, keras.layers.Conv2D)
-        return cluster_wrapper.ClusterWeights(
+        return ClusterWeights(
             layer, k, centroid_init, preserve_sparsity, channel), None
 
     new_model, report = selection.apply_to_layers(model, decide, "cluster",
@@ -129,4 +183,4 @@ def strip_clustering(model):
 
 
 def custom_objects() -> dict:
-    return {"ClusterWeights": cluster_wrapper.ClusterWeights}
+    return {"ClusterWeights": ClusterWeights}

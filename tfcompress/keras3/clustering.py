@@ -45,16 +45,88 @@ def channels_last(value, axis: int):
     return moved.reshape(-1, moved.shape[-1])
 
 
+def _perm(rank: int, axis: int) -> list:
+    return [axis] + [i for i in range(rank) if i != axis]
+
+
+def to_rows(value, axis: int):
+    """``value`` as ``(channels, n)`` rows, channels along ``axis``."""
+    axis %= len(value.shape)
+    if axis:
+        value = ops.transpose(value, _perm(len(value.shape), axis))
+    return ops.reshape(value, (value.shape[0], -1))
+
+
+def from_rows(rows, shape, axis: int):
+    """The inverse of :func:`to_rows` for a weight of ``shape``."""
+    axis %= len(shape)
+    perm = _perm(len(shape), axis)
+    moved = ops.reshape(rows, [shape[i] for i in perm])
+    return ops.transpose(moved, np.argsort(perm).tolist()) if axis else moved
+
+
+def gather_rows(table, index):
+    """``table[c, index[c, i]]``: ``table`` ``(c, k)``, ``index`` ``(c, n)``;
+    differentiable with respect to ``table``."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        return tf.gather(table, index, batch_dims=1)
+    return ops.take_along_axis(table, index, axis=-1)
+
+
+def _count_below(bounds, rows):
+    """Per row, how many of the sorted ``bounds`` (``(c, k-1)``) are below
+    each of ``rows`` (``(c, n)``): a binary search on TensorFlow, a
+    comparison count elsewhere."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        return tf.searchsorted(bounds, rows, side="left", out_type=tf.int32)
+    below = ops.expand_dims(rows, -1) > ops.expand_dims(bounds, 1)
+    return ops.sum(ops.cast(below, "int32"), axis=-1)
+
+
+def nearest_centroids(rows, centroids):
+    """Each value of ``rows`` (``(c, n)``) replaced by the nearest of its
+    row's ``centroids`` (``(c, k)``): the centroid ``argmin |value -
+    centroid|`` picks (the first of equal ones), found without the
+    ``(c, n, k)`` distance tensor: a binary search between the midpoints
+    of the sorted centroids. The gradient reaches each centroid summed over
+    the values assigned to it."""
+    fixed = ops.stop_gradient(centroids)
+    ordered = ops.sort(fixed, axis=-1)
+    bounds = (ordered[:, 1:] + ordered[:, :-1]) / 2
+    position = _count_below(bounds, ops.stop_gradient(rows))
+    # sorted position -> the first centroid holding that value
+    same = ops.equal(ops.expand_dims(ordered, -1), ops.expand_dims(fixed, 1))
+    first = ops.cast(ops.argmax(ops.cast(same, "int32"), axis=-1), "int32")
+    return gather_rows(gather_rows(centroids, first), position)
+
+
+def _clustered(value, centroids, axis: int):
+    return from_rows(nearest_centroids(to_rows(value, axis), centroids),
+                     tuple(value.shape), axis)
+
+
+_XLA: dict = {}
+
+
+def _fused(fn):
+    """``fn`` compiled by XLA into one op on the TensorFlow backend (its
+    dozen small ops cost more to dispatch than to run); as is elsewhere."""
+    if keras.backend.backend() != "tensorflow":
+        return fn
+    if fn not in _XLA:
+        import tensorflow as tf
+        _XLA[fn] = tf.function(fn, jit_compile=True, autograph=False)
+    return _XLA[fn]
+
+
 def cluster_values(value, centroids, mask, axis: int):
     """Each weight replaced by its nearest centroid of its channel.
 
     ``centroids``: ``(channels, k)``; ``mask``: 1 where the weight may be
     non-zero (``None``: no sparsity to keep)."""
-    moved = ops.moveaxis(value, axis, -1)
-    dist = ops.abs(ops.expand_dims(moved, -1) - centroids)
-    index = ops.argmin(dist, axis=-1)
-    onehot = ops.one_hot(index, centroids.shape[-1], dtype=value.dtype)
-    clustered = ops.moveaxis(ops.sum(onehot * centroids, axis=-1), -1, axis)
+    clustered = _fused(_clustered)(value, centroids, axis)
     if mask is not None:
         clustered = clustered * mask
     return clustered
@@ -125,16 +197,14 @@ class ClusterWrapper(WeightWrapper):
         mask = read(self.masks[name]) if self.preserve_sparsity else None
         centroids = read(self.centroids[name])
         if not self.per_channel:
-            value_c = ops.reshape(value, (-1, 1))
-            out = ops.reshape(cluster_values(value_c, centroids, None, -1),
-                              value.shape)
-            out = out * mask if mask is not None else out
+            out = ops.reshape(cluster_values(
+                ops.reshape(value, (1, -1)), centroids, None, 0), value.shape)
         else:
-            out = cluster_values(value, centroids, mask, self._axis(name))
+            out = cluster_values(value, centroids, None, self._axis(name))
         if training:  # straight-through: the weights train too
             out = out + value - ops.stop_gradient(value)
-            if mask is not None:
-                out = out * mask
+        if mask is not None:
+            out = out * mask
         return out
 
     def get_config(self):

@@ -20,7 +20,8 @@ import numpy as np
 from keras import ops
 
 from tfcompress.keras3.base import WeightWrapper, read, resolve
-from tfcompress.keras3.clustering import channels_last
+from tfcompress.keras3.clustering import (channels_last, from_rows,
+                                          gather_rows, to_rows)
 from tfcompress.keras3.selection import channel_axis
 
 EMA_DECAY = 0.99
@@ -29,12 +30,13 @@ fake_quant = keras.quantizers.fake_quant_with_min_max_vars
 
 def quantize_weight(value, axis=None):
     """Symmetric narrow-range int8 fake-quant (per channel along ``axis``)."""
+    magnitude = ops.abs(ops.stop_gradient(value))  # a range, not trained
     if axis is None:
-        top = ops.maximum(ops.max(ops.abs(value)), 1e-6)
+        top = ops.maximum(ops.max(magnitude), 1e-6)
     else:
         axis = axis % len(value.shape)
         other = tuple(i for i in range(len(value.shape)) if i != axis)
-        top = ops.maximum(ops.max(ops.abs(value), axis=other), 1e-6)
+        top = ops.maximum(ops.max(magnitude, axis=other), 1e-6)
     return fake_quant(value, -top, top, num_bits=8, narrow_range=True,
                       axis=axis)
 
@@ -166,10 +168,9 @@ class QuantizeWrapper(WeightWrapper):
         """The weight as the earlier stages left it (clusters, zeros)."""
         if name in self.centroids:
             axis = channel_axis(self.layer, name)
-            index = ops.moveaxis(read(self.indices[name]), axis, -1)
-            onehot = ops.one_hot(index, self.clusters, dtype=value.dtype)
-            value = ops.moveaxis(ops.sum(
-                onehot * read(self.centroids[name]), axis=-1), -1, axis)
+            rows = gather_rows(read(self.centroids[name]),
+                               to_rows(read(self.indices[name]), axis))
+            value = from_rows(rows, tuple(value.shape), axis)
         if name in self.masks:
             value = value * read(self.masks[name])
         return value
@@ -189,14 +190,13 @@ class QuantizeWrapper(WeightWrapper):
         if not self.quantize_output or isinstance(outputs, (list, tuple)):
             return outputs
         low, high = read(self.out_min), read(self.out_max)
-        if training:
-            batch_low = ops.cast(ops.min(outputs), low.dtype)
-            batch_high = ops.cast(ops.max(outputs), high.dtype)
-            seen = read(self.out_seen) > 0
-            low = ops.where(seen, EMA_DECAY * low + (1 - EMA_DECAY) *
-                            batch_low, batch_low)
-            high = ops.where(seen, EMA_DECAY * high + (1 - EMA_DECAY) *
-                             batch_high, batch_high)
+        if training:  # the range follows the batches; no gradient to it
+            batch = ops.stop_gradient(outputs)
+            batch_low = ops.cast(ops.min(batch), low.dtype)
+            batch_high = ops.cast(ops.max(batch), high.dtype)
+            decay = EMA_DECAY * read(self.out_seen)  # 0 on the first batch
+            low = decay * low + (1 - decay) * batch_low
+            high = decay * high + (1 - decay) * batch_high
             self.out_min.assign(low)
             self.out_max.assign(high)
             self.out_seen.assign(ops.ones_like(read(self.out_seen)))
