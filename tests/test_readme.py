@@ -18,7 +18,7 @@ _SETUP = textwrap.dedent('''
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 600)
     x = rng.normal(size=(600, 8, 8, 1)).astype("float32")
-    x[np.arange(600), y, y, 0] += 3.0            # a learnable class mark
+    x[np.arange(600), y, y, 0] += 6.0            # a learnable class mark
     x_test, y_test = x[-100:], y[-100:]
     model = keras.Sequential([
         keras.Input((8, 8, 1)),
