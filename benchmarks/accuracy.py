@@ -155,7 +155,9 @@ def mixed_recipe(model, data, budget_fraction: float = 0.8):
     return plan.recipe(epochs=3), plan, budget
 
 
-def bench_case(case, seeds) -> dict:
+def bench_case(case, seeds, on_row=None) -> dict:
+    """Float, PTQ and every recipe row of one model; ``on_row(res)`` after
+    each row (to save partial results)."""
     name, model, data, test = case
     res = {"name": name, "float": keras_accuracy(model, *test),
            "ptq": ptq_row(model, data, test), "rows": {}}
@@ -176,6 +178,8 @@ def bench_case(case, seeds) -> dict:
             log(f"{name}: {label} seed {seed}")
             rows.append(run_recipe(model, data, test, rec, seed, name))
             log(f"  {json.dumps(rows[-1])}")
+            if on_row is not None:
+                on_row(res)
         res["rows"][label] = rows
     return res
 
@@ -283,15 +287,19 @@ def main(argv=None) -> int:
         for path in args.render:
             with open(path) as f:
                 results += json.load(f)
+    from converters.files import atomic_write
+
+    def save(partial=None):
+        if args.json:
+            atomic_write(args.json, json.dumps(
+                results + ([partial] if partial else []), indent=1))
     if not args.render and args.only in (None, "digits"):
         results.append(bench_case(digits_case(), [
-            int(s) for s in args.seeds.split(",")]))
+            int(s) for s in args.seeds.split(",")], save))
     if not args.render and args.only in (None, "ds_cnn"):
         results.append(bench_case(ds_cnn_case(), [
-            int(s) for s in args.ds_seeds.split(",")]))
-    from converters.files import atomic_write
-    if args.json:
-        atomic_write(args.json, json.dumps(results, indent=1))
+            int(s) for s in args.ds_seeds.split(",")], save))
+    save()
     text = render(results)
     print(text)
     if args.out:
