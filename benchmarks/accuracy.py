@@ -173,14 +173,13 @@ def bench_case(case, seeds, on_row=None) -> dict:
     except ValueError as exc:  # a budget the planner cannot meet
         log(f"{name}: no mixed-precision plan: {exc}")
     for label, rec in recipes:
-        rows = []
+        rows = res["rows"][label] = []
         for seed in seeds:
             log(f"{name}: {label} seed {seed}")
             rows.append(run_recipe(model, data, test, rec, seed, name))
             log(f"  {json.dumps(rows[-1])}")
             if on_row is not None:
                 on_row(res)
-        res["rows"][label] = rows
     return res
 
 
