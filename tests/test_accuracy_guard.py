@@ -153,7 +153,7 @@ def test_recipe_forced_too_far_is_rejected_with_one_line(files, tmp_path):
     assert comp["data"]["validated"] == 60
     assert comp["data"]["holdout_trained"] is True
     assert comp["data"]["validation"].startswith(
-        "seeded 20% holdout of the data, which trains too")
+        "seeded 20% holdout of the data; it trains too")
     assert "--val" in comp["data"]["validation"]
     # the stage really pruned 98% and the float model is the reference
     assert report["stages"][0]["sparsity"] > 0.9

@@ -77,9 +77,9 @@ def plan(x, y, val, holdout: float, fit: dict) -> Split:
             "trained": n, "validated": _rows(held[0]),
             "holdout_trained": True,
             "validation": (
-                f"{source}, which trains too (fit.all_data), as it trained "
-                "the float model when the data is its training data: the "
-                "verdict compares models on rows they all saw; pass --val "
+                f"{source}; it trains too, as it trained the float model if "
+                "this is its training data, so the verdict compares the "
+                "models on rows all of them saw (fit.all_data); pass --val "
                 "for a verdict on unseen data")})
     info = {"trained": _rows(train[0]), "validated": _rows(held[0]),
             "validation": source, "holdout_trained": False}
