@@ -155,7 +155,10 @@ def mixed_recipe(model, data, budget_fraction: float = 0.8):
     return plan.recipe(epochs=3), plan, budget
 
 
-def bench_case(case, seeds, on_row=None) -> dict:
+METHODS = ("prune_qat", "pcqat", "mixed")
+
+
+def bench_case(case, seeds, on_row=None, methods=METHODS) -> dict:
     """Float, PTQ and every recipe row of one model; ``on_row(res)`` after
     each row (to save partial results)."""
     name, model, data, test = case
@@ -163,8 +166,10 @@ def bench_case(case, seeds, on_row=None) -> dict:
            "ptq": ptq_row(model, data, test), "rows": {}}
     log(f"{name}: float {res['float']:.4f}, PTQ "
         f"{res['ptq']['test_accuracy']:.4f}")
-    recipes = [("prune_qat", "prune_qat"), ("pcqat", "pcqat")]
+    recipes = [(r, r) for r in ("prune_qat", "pcqat") if r in methods]
     try:
+        if "mixed" not in methods:
+            raise ValueError("not asked for")
         recipe, plan, budget = mixed_recipe(model, data)
         res["mixed_plan"] = {"bits": plan.bits, "budget": budget,
                              "uniform": {str(b): u["bytes"] for b, u in
@@ -172,6 +177,8 @@ def bench_case(case, seeds, on_row=None) -> dict:
         recipes.append(("mixed", recipe))
     except ValueError as exc:  # a budget the planner cannot meet
         log(f"{name}: no mixed-precision plan: {exc}")
+        if "mixed" in methods:
+            res["mixed_note"] = str(exc)
     for label, rec in recipes:
         rows = res["rows"][label] = []
         for seed in seeds:
@@ -210,6 +217,9 @@ def render(results) -> str:
                 f"{int(statistics.median(r['flash'] for r in rows)):,} | "
                 + "/".join("ok" if r["guard"] else "rej" for r in rows)
                 + " |")
+        if res.get("mixed_note"):
+            lines += ["", f"{res['name']} mixed plan: none; "
+                      f"{res['mixed_note']}", ""]
         plan = res.get("mixed_plan")
         if plan:
             lines.append("")
@@ -220,6 +230,22 @@ def render(results) -> str:
                                      plan["bits"].items()))
             lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def merge(results: list, more: list) -> list:
+    """Results of several runs: rows of the same model side by side (the
+    float model and its data are seeded, so they are the same)."""
+    out = [dict(r, rows=dict(r["rows"])) for r in results]
+    for res in more:
+        same = [r for r in out if r["name"] == res["name"]]
+        if same:
+            same[0]["rows"].update(res["rows"])
+            for key in ("mixed_plan", "mixed_note"):
+                if key in res:
+                    same[0][key] = res[key]
+        else:
+            out.append(dict(res, rows=dict(res["rows"])))
+    return out
 
 
 BEGIN, END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
@@ -279,14 +305,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--ds-seeds", default="0")
     parser.add_argument("--only", choices=("digits", "ds_cnn"), default=None)
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="which compressed rows to measure")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     results = []
     if args.render:
         for path in args.render:
             with open(path) as f:
-                results += json.load(f)
+                results = merge(results, json.load(f))
     from converters.files import atomic_write
+    methods = args.methods.split(",")
 
     def save(partial=None):
         if args.json:
@@ -294,10 +323,10 @@ def main(argv=None) -> int:
                 results + ([partial] if partial else []), indent=1))
     if not args.render and args.only in (None, "digits"):
         results.append(bench_case(digits_case(), [
-            int(s) for s in args.seeds.split(",")], save))
+            int(s) for s in args.seeds.split(",")], save, methods))
     if not args.render and args.only in (None, "ds_cnn"):
         results.append(bench_case(ds_cnn_case(), [
-            int(s) for s in args.ds_seeds.split(",")], save))
+            int(s) for s in args.ds_seeds.split(",")], save, methods))
     save()
     text = render(results)
     print(text)
