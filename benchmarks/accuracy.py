@@ -190,46 +190,51 @@ def bench_case(case, seeds, on_row=None, methods=METHODS) -> dict:
     return res
 
 
+HEADER = ["| method | test accuracy (median) | drop vs float (points) | "
+          "test accuracy per seed | guard's holdout accuracy per seed | "
+          "micro .tflite bytes (median) | guard per seed |",
+          "|---|---:|---:|---|---|---:|---|"]
+
+
 def render(results) -> str:
-    lines = ["| model | method | test accuracy (median of seeds) | drop vs "
-             "float (points) | per seed | guard's holdout accuracy per seed "
-             "(float, PTQ) | .tflite bytes | flash bytes (LUT) | guard |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """One table per model: float, int8 PTQ and each recipe, every seed."""
+    lines = []
     for res in results:
         f, ptq = res["float"], res["ptq"]
-        lines.append(f"| {res['name']} | float (Keras) | {100 * f:.2f}% | "
-                     "0 | – | – | – | – | – |")
-        lines.append(f"| {res['name']} | int8 PTQ | "
-                     f"{100 * ptq['test_accuracy']:.2f}% | "
-                     f"{100 * (f - ptq['test_accuracy']):.2f} | – | – | "
-                     f"{ptq['bytes']:,} | {ptq['flash']:,} | – |")
+        lines += [f"**{res['name']}**", "", *HEADER,
+                  f"| float (Keras) | {100 * f:.2f}% | 0 | – | – | – | – |",
+                  f"| int8 PTQ (model_ptq.tflite) | "
+                  f"{100 * ptq['test_accuracy']:.2f}% | "
+                  f"{100 * (f - ptq['test_accuracy']):.2f} | – | – | "
+                  f"{ptq['bytes']:,} | – |"]
+        holdout = None
         for label, rows in res["rows"].items():
             accs = [r["test_accuracy"] for r in rows]
             med = statistics.median(accs)
+            holdout = (rows[0]["float_holdout_accuracy"],
+                       rows[0]["ptq_holdout_accuracy"])
             lines.append(
-                f"| {res['name']} | {label} | {100 * med:.2f}% | "
-                f"{100 * (f - med):.2f} | "
+                f"| {label} | {100 * med:.2f}% | {100 * (f - med):.2f} | "
                 + ", ".join(f"{100 * a:.2f}" for a in accs) + " | "
-                + ", ".join(f"{100 * r['holdout_accuracy']:.2f}" for r in rows)
-                + f" ({100 * rows[0]['float_holdout_accuracy']:.2f}, "
-                f"{100 * rows[0]['ptq_holdout_accuracy']:.2f}) | "
+                + ", ".join(f"{100 * r['holdout_accuracy']:.2f}"
+                            for r in rows) + " | "
                 f"{int(statistics.median(r['bytes'] for r in rows)):,} | "
-                f"{int(statistics.median(r['flash'] for r in rows)):,} | "
-                + "/".join("ok" if r["guard"] else "rej" for r in rows)
+                + "/".join("ok" if r["guard"] else "rejected" for r in rows)
                 + " |")
+        lines.append("")
+        if holdout is not None:
+            lines += [f"The guard's holdout: float {100 * holdout[0]:.2f}%, "
+                      f"int8 PTQ {100 * holdout[1]:.2f}%.", ""]
         if res.get("mixed_note"):
-            lines += ["", f"{res['name']} mixed plan: none; "
-                      f"{res['mixed_note']}", ""]
+            lines += [f"Mixed plan: none; {res['mixed_note']}.", ""]
         plan = res.get("mixed_plan")
         if plan:
-            lines.append("")
-            lines.append(f"{res['name']} mixed plan: budget {plan['budget']:,}"
-                         f" B (80% of uniform int8 {plan['uniform']['8']:,} B;"
-                         f" uniform 4-bit {plan['uniform']['4']:,} B), bits "
-                         + ", ".join(f"{n}={b}" for n, b in
-                                     plan["bits"].items()))
-            lines.append("")
-    return "\n".join(lines) + "\n"
+            lines += [f"Mixed plan: budget {plan['budget']:,} B (80% of the "
+                      f"uniform int8 {plan['uniform']['8']:,} B; uniform "
+                      f"4-bit {plan['uniform']['4']:,} B), weight bits "
+                      + ", ".join(f"{n}={b}" for n, b in plan["bits"].items())
+                      + ".", ""]
+    return "\n".join(lines)
 
 
 def merge(results: list, more: list) -> list:
@@ -262,15 +267,20 @@ below int8 PTQ rejects). The float model has seen those holdout rows, so
 the guard's numbers (column "guard's holdout accuracy") measure how much of
 its fit was kept; the honest number is the test accuracy, on a split that
 neither the float model nor any stage has seen (the shipped model's plain
-int8 twin in LiteRT; the shipped LUT model is output-identical in TFLM).
-Median of the seeds; every seed listed. Bytes: the .tflite; flash: what the
-micro artifact ships (LUT-encoded where that validated in TFLM). "mixed":
+int8 twin in LiteRT; the shipped model is output-identical to it in TFLM).
+Median of the seeds; every seed listed. Bytes: the .tflite the micro
+artifact ships (its weights PRUNE/LUT-encoded where the flash plan chose
+so, which is also its flash); int8 PTQ: the plain int8 model. "mixed":
 the weight-bit plan of `tfcompress sensitivity --weight-bits` under a budget
 of 80% of the uniform int8 flash, then `optimize` with its recipe (3
 epochs). Digits: scikit-learn `load_digits`, 1,437 train / 360 test.
 DS-CNN: the keyword-spotting shape (49x10x1 input, 10x4 stride-2 conv, four
 depthwise-separable blocks of 64 channels with BatchNorm, 12 classes) on
-synthetic learnable data, 3,000 train / 800 test.
+synthetic learnable data, 3,000 train / 800 test; this data is easy (float
+100%), so its rows show bytes and that nothing breaks, not fine accuracy
+differences. Regenerate with `python -m benchmarks.accuracy --md
+BENCHMARKS.md` (digits seeds 0/1/2, `--ds-seeds` for the DS-CNN; runs can
+be split with `--only`/`--methods`/`--json` and joined with `--render`).
 """
 
 
