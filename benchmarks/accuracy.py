@@ -124,6 +124,7 @@ def run_recipe(model, data, test, recipe, seed: int, name: str) -> dict:
     # the plain int8 model: the shipped one may be LUT-encoded (TFLM only),
     # with outputs identical to it in TFLM
     return {
+        "seed": seed,
         "test_accuracy": litert_accuracy(art.plain_tflite, *test),
         "holdout_accuracy": comp["compressed"]["accuracy"],
         "float_holdout_accuracy": comp["float"]["accuracy"],
@@ -238,13 +239,15 @@ def render(results) -> str:
 
 
 def merge(results: list, more: list) -> list:
-    """Results of several runs: rows of the same model side by side (the
-    float model and its data are seeded, so they are the same)."""
+    """Results of several runs: rows of the same model side by side, the
+    seeds of a method joined (the float model and its data are seeded, so
+    they are the same in every run)."""
     out = [dict(r, rows=dict(r["rows"])) for r in results]
     for res in more:
         same = [r for r in out if r["name"] == res["name"]]
-        if same:
-            same[0]["rows"].update(res["rows"])
+        if same:  # seeds of a method in the order the files were given
+            for label, rows in res["rows"].items():
+                same[0]["rows"][label] = same[0]["rows"].get(label, []) + rows
             for key in ("mixed_plan", "mixed_note"):
                 if key in res:
                     same[0][key] = res[key]
