@@ -1,7 +1,8 @@
-"""End-to-end on digits (slow): the built-in pcqat recipe with the CLI's
-defaults keeps the float accuracy, and a mixed-precision plan meets a byte
-budget 20% below the uniform int8 flash, validated in TFLM. The 3-seed
-medians are measured by ``python -m benchmarks.accuracy``."""
+"""End-to-end on digits (slow): the built-in pcqat and prune_qat recipes
+with the CLI's defaults keep the float accuracy on a test split no model
+has seen, and a mixed-precision plan meets a byte budget 20% below the
+uniform int8 flash, validated in TFLM. The 3-seed medians are measured by
+``python -m benchmarks.accuracy``."""
 
 import json
 
@@ -32,7 +33,9 @@ def digits_files(tmp_path_factory):
     return {"model": str(root / "digits.keras"),
             "data": str(root / "digits.npz"),
             "holdout": str(root / "holdout.npz"), "keras": model, "x": x,
-            "test": str(root / "test.npz")}
+            "test": str(root / "test.npz"),
+            "float_test": float(np.mean(np.argmax(model.predict(
+                xt, verbose=0), -1) == yt))}
 
 
 def _optimize(files, recipe, out, *extra):
@@ -41,23 +44,45 @@ def _optimize(files, recipe, out, *extra):
         recipe, "--target", "micro", "--out", str(out), *extra])
 
 
-def test_pcqat_with_defaults_keeps_the_float_accuracy(digits_files,
-                                                      tmp_path):
-    # digits.npz is the float model's own training data: a holdout carved
-    # from it is memorized by the float model (100%), so the fair verdict
-    # is on the untouched test split (--val); recipe options are defaults
-    result = _optimize(digits_files, "pcqat", tmp_path, "--val",
-                       digits_files["test"])
+def _tflm_accuracy(tflite: bytes, path: str) -> float:
+    """Top-1 accuracy of a micro model (int8 I/O; maybe LUT-encoded, which
+    only TFLM decodes) on ``path``, run in the TFLM interpreter."""
+    from converters.runtimes import tflm
+    from converters.tflite.flatbuffer import read
+    data = np.load(path)
+    q = read(tflite).input_details[0]
+    x = np.clip(np.round(data["x"] / q.scale[0] + q.zero_point[0]), -128,
+                127).astype(np.int8)
+    out = tflm.run(tflite, x)[0]
+    return float(np.mean(np.argmax(out.reshape(len(x), -1), -1)
+                         == data["y"]))
+
+
+@pytest.mark.parametrize("recipe", ["pcqat", "prune_qat"])
+def test_recipe_with_defaults_keeps_the_float_accuracy(digits_files,
+                                                       tmp_path, recipe):
+    # digits.npz is the float model's own training data (it scores ~100% on
+    # any holdout of it): with the defaults every stage trains on all of it
+    # and the guard compares on the seeded holdout all models saw; the
+    # honest number is on the test split no model has seen
+    result = _optimize(digits_files, recipe, tmp_path, "--seed", "0")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
     comp = report["comparison"]
     assert comp["verdict"]["passed"]
-    assert comp["verdict"]["drop_vs_float"] <= 0.005
+    assert comp["data"]["holdout_trained"] and comp["data"]["trained"] == \
+        len(digits_files["x"])
     assert comp["int8_ptq"]["accuracy"] is not None
     assert comp["int8_ptq"]["bytes"] > comp["compressed"]["flash_bytes"]
     assert report["stages"][0]["sparsity"] > 0.7
     assert report["validation"]["micro"]["passed"]
     assert (tmp_path / "model.tflite").is_file()
+    # the honest number: the shipped model in TFLM on the test split that
+    # neither the float model nor any stage has seen
+    test = _tflm_accuracy((tmp_path / "model.tflite").read_bytes(),
+                          digits_files["test"])
+    assert test >= digits_files["float_test"] - 0.005, (
+        test, digits_files["float_test"])
 
 
 def test_mixed_precision_plan_meets_a_budget_in_tflm(digits_files, tmp_path):

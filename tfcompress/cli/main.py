@@ -150,7 +150,9 @@ def main(quiet: bool = False, verbose: int = 0):
 @click.option("--out", "out_dir", required=True, type=click.Path(),
               help="Folder for model.tflite, report.json/.md, plots, C files.")
 @click.option("--holdout", default=0.2, show_default=True,
-              help="Seeded share of DATA.npz kept for validation.")
+              help="Seeded share of DATA.npz that restores each stage's "
+                   "best epoch and carries the verdict; it trains too "
+                   "unless the recipe sets fit.all_data: false.")
 @click.option("--checkpoint-dir", type=click.Path(), default=None,
               help="Save each finished stage; a re-run resumes from it.")
 @_target_options

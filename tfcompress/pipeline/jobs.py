@@ -218,9 +218,11 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
     and judge the result against the float model and its int8 PTQ.
 
     Validation data: ``val`` (``(x, y)``, e.g. ``--val DATA.npz``), all of
-    ``(x, y)`` then trains; else a seeded ``holdout`` share of ``(x, y)``.
-    The stages restore their best epoch on it, and the accuracy guard
-    (``max_accuracy_drop``, a fraction; ``None`` turns it off) judges on it.
+    ``(x, y)`` then trains; else a seeded ``holdout`` share of ``(x, y)``,
+    which trains too with ``fit.all_data`` (see
+    :mod:`tfcompress.pipeline.splits`). The stages restore their best epoch
+    on it, and the accuracy guard (``max_accuracy_drop``, a fraction;
+    ``None`` turns it off) judges on it.
     ``epochs`` multiplies every stage's epochs; ``seed`` seeds the stages.
 
     ``strategy`` (a ``tf.distribute`` strategy or a name: ``none``,
@@ -243,31 +245,21 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
         android_plan(model, x, labels=labels, normalization=normalization,
                      **(android_options or {}))
     if val is not None:
-        (x_tr, y_tr), (x_ho, y_ho) = (x, y), val
-        datasets.check_for_model(x_ho, y_ho, model, "validation data")
-        source = "separate validation data (--val)"
-    else:
-        (x_tr, y_tr), (x_ho, y_ho) = datasets.split(x, y, holdout)
-        source = f"seeded {holdout:.0%} holdout of the data"
-    data_info = {"trained": _rows(x_tr), "validated": _rows(x_ho),
-                 "validation": source}
-    final = None
-    if val is None and rec.fit.get("final_all_data"):
-        final = (x, y)
-        data_info["final_stage_trained"] = _rows(x)
-        data_info["validation"] += (" (the last stage trains on all "
-                                    f"{_rows(x)} samples, holdout included)")
+        datasets.check_for_model(val[0], val[1], model, "validation data")
+    from tfcompress.pipeline import splits
+    split = splits.plan(x, y, val, holdout, rec.fit)
+    (x_tr, y_tr), (x_ho, y_ho) = split.train, split.val
+    data_info = split.info
     started = time.perf_counter()
     _say(log, f"[{name}] recipe {rec.name}: "
               + " -> ".join(f"{s.kind}({s.epochs} ep)" for s in rec.stages)
-              + f"; {_rows(x_tr)} samples train, {_rows(x_ho)} validate "
-              f"({source})")
+              + f"; {split.summary}")
     strategy = distribute.get_strategy(strategy)
     if out_dir and distribute.is_chief(strategy):
         from converters.files import prepare_out  # before any training
         prepare_out(out_dir, expected_artifact_bytes(model))
     result = compress(model, (x_tr, y_tr), (x_ho, y_ho), rec,
-                      strategy=strategy, final_train_data=final,
+                      strategy=strategy, final_train_data=split.final,
                       **compress_kw)
     train_s = round(time.perf_counter() - started, 2)
     if out_dir and not distribute.is_chief(strategy):

@@ -119,7 +119,12 @@ FIT = {
                       lambda v: v is None or 0 <= v <= 1),
     "distill_temperature": (_NUM, 2.0, lambda v: v > 0),
     "min_steps": (int, 0, lambda v: v >= 0),
-    # with a holdout split (no --val): the last stage trains on all the data
+    # with a holdout split (no --val): every stage trains on all the data,
+    # holdout included, as the float model did when DATA.npz is its training
+    # data; the holdout restores the best epoch and carries the verdict
+    # (tfcompress.pipeline.jobs.optimize)
+    "all_data": (bool, True, None),
+    # all_data false: the last stage still trains on all the data
     "final_all_data": (bool, True, None),
     "max_steps": ((int, type(None)), None, lambda v: v is None or v > 0),
 }
