@@ -364,6 +364,11 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
                 f"io={io!r} needs mode int8 for target android (TFLM and "
                 "float fallback keep int8 I/O)")
         from converters.conversion.app_io import convert_app_io
+        from converters.conversion import recurrent
+        if unroll:
+            model = recurrent.unrolled(model)
+        if not isinstance(model, str):  # a loop would crash calibration
+            recurrent.check(model, "int8")
         data = convert_app_io(model, representative_data, io=io or "int8",
                               input_range=input_range)
     else:

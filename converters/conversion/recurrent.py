@@ -129,7 +129,9 @@ def unrolled(model):
                     inner["unroll"] = True
         return layer.__class__.from_config(config)
 
-    copy = keras.models.clone_model(model, clone_function=clone)
+    from converters.loading.models import load_scope
+    with load_scope():   # wrapped (QAT) layers' classes known when cloning
+        copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())
     return copy
 

@@ -174,11 +174,12 @@ def main(quiet: bool = False, verbose: int = 0):
               help="Largest accuracy loss vs the float model and vs int8 "
                    "PTQ, a fraction (0.01 = 1 point); more is rejected.")
 @import_option
+@unroll_option
 @_errors
 def optimize(model, data_path, recipe, target, out_dir, holdout,
              checkpoint_dir, device, ram, flash, c_name, labels_path,
              normalization, unsafe, tasks, tolerances, strategy, val_path,
-             epochs, seed, max_accuracy_drop, imports, **android):
+             epochs, seed, max_accuracy_drop, imports, unroll, **android):
     """Run a compression recipe on MODEL, convert, validate, write artifacts.
 
     \b
@@ -208,13 +209,12 @@ def optimize(model, data_path, recipe, target, out_dir, holdout,
     from tfcompress.pipeline import jobs as pipeline
     art = pipeline.optimize(keras_model, x, y, rec, target=target,
                             out_dir=out_dir, name=_stem(model),
-                            holdout=holdout, log=_log,
-                            checkpoint_dir=checkpoint_dir,
+                            holdout=holdout, log=_log, unroll=unroll,
+                            checkpoint_dir=checkpoint_dir, c_name=c_name,
                             device=_device(device, ram, flash),
                             strategy=strategy, val=val, epochs=epochs,
                             seed=seed, max_accuracy_drop=max_accuracy_drop,
                             judging=judging.parse(tasks, tolerances),
-                            c_name=c_name,
                             **_android_options(
                                 labels_path, normalization,
                                 task=judging.android_task(tasks), **android))

@@ -173,11 +173,15 @@ def convert_and_validate(model, x_calib, x_eval, y_eval=None, *,
         from tfcompress.pipeline import verdict as guards
         shipping = guards.apply(art, float_model, x_calib, x_eval, y_eval,
                                 float_tflite, max_drop=max_accuracy_drop,
-                                recipe=recipe, out_dir=out_dir, log=log)
+                                recipe=recipe, out_dir=out_dir, log=log,
+                                unroll=unroll)
     if not out_dir:
         return art
     with staged_dir(out_dir) as stage:  # the set is all-new or all-old
         if android and shipping and not isinstance(model, str):
+            if unroll:   # the variants convert the model again
+                from converters.conversion.recurrent import unrolled
+                model = unrolled(model)
             android_variants(art, model, x_calib, x_eval, y_eval,
                              float_tflite, stage, labels=labels,
                              normalization=normalization, log=log,
@@ -213,7 +217,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
              strategy=None, labels=None, normalization=None,
              android_options=None, judging=None, val=None,
              epochs=None, seed=None, max_accuracy_drop=MAX_DROP, c_name=None,
-             **compress_kw):
+             unroll=False, **compress_kw):
     """Run ``recipe`` on ``model`` with ``(x, y)``, then convert, validate
     and judge the result against the float model and its int8 PTQ.
 
@@ -274,7 +278,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
             layer_report=result.report, log=log, device=device,
             labels=labels, normalization=normalization, c_name=c_name,
             android_options=android_options, judging=judging,
-            max_accuracy_drop=max_accuracy_drop, recipe=rec,
+            max_accuracy_drop=max_accuracy_drop, recipe=rec, unroll=unroll,
             extra={"recipe": rec.to_dict(), "data": data_info,
                    "comparison": {"data": data_info},
                    "timings": {"train_s": train_s}})

@@ -81,12 +81,13 @@ def summary(art) -> dict:
 
 
 def ptq_baseline(float_model, x_calib, x_eval, y_eval=None, *,
-                 target: str = "micro", name: str = "ptq"):
+                 target: str = "micro", name: str = "ptq",
+                 unroll: bool = False):
     """Plain int8 PTQ of ``float_model``, validated like the compressed
     model (float model as the reference). Returns the Artifact."""
     from converters import convert
     art = convert(float_model, x_calib, target=target, mode="int8",
-                  name=f"{name} (int8 PTQ)")
+                  name=f"{name} (int8 PTQ)", unroll=unroll)
     art.validate(x_eval, y_eval, require=False)
     return art
 
@@ -148,8 +149,13 @@ def judge(compressed: dict, ptq: dict, float_metrics: dict, *,
 
 def float_metrics(float_model, x_eval, y_eval) -> dict:
     """Accuracy of the user's float Keras model on the validation data."""
-    out = np.asarray(float_model.predict(np.asarray(x_eval, np.float32),
-                                         verbose=0, batch_size=256))
+    x = x_eval if isinstance(x_eval, dict) or np.issubdtype(
+        np.asarray(x_eval).dtype, np.integer) else \
+        np.asarray(x_eval, np.float32)
+    out = float_model.predict(x, verbose=0, batch_size=256)
+    if isinstance(out, (list, dict)):   # several outputs: judged per output
+        return {}                       # by the artifact's verdicts
+    out = np.asarray(out)
     from converters.runtimes import metrics
     result = metrics.compare(out, out, y_eval)
     result.pop("samples", None)
@@ -174,7 +180,7 @@ def _float_row(float_metrics_: dict, float_tflite: bytes) -> dict:
 
 def apply(art, float_model, x_calib, x_eval, y_eval, float_tflite: bytes, *,
           max_drop: float = MAX_DROP, recipe=None, out_dir=None,
-          log=None) -> bool:
+          log=None, unroll: bool = False) -> bool:
     """Build the PTQ baseline, judge ``art`` (validated with the float
     model as its reference) and record it all in ``art.report``:
     ``comparison`` (float, int8 PTQ and compressed side by side, the
@@ -187,7 +193,7 @@ def apply(art, float_model, x_calib, x_eval, y_eval, float_tflite: bytes, *,
     say(f"[{art.name}] int8 PTQ baseline of the float model, validated the "
         "same way")
     ptq_art = ptq_baseline(float_model, x_calib, x_eval, y_eval,
-                           target=art.target, name=art.name)
+                           target=art.target, name=art.name, unroll=unroll)
     float_m = art.report.get("keras") or float_metrics(float_model, x_eval,
                                                        y_eval)
     compressed, ptq = summary(art), summary(ptq_art)
