@@ -279,6 +279,7 @@ def test_image_segmenter_loads_in_mediapipe(tmp_path):
     from mediapipe.tasks.python import BaseOptions, vision
     pixels, _ = _patches(24, 1)
     pixels = pixels[:, :16, :16]
+    keras.backend.clear_session()   # the same weights whatever ran before
     keras.utils.set_random_seed(0)
     inp = keras.Input((16, 16, 3), name="image")
     h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
