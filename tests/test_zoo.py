@@ -228,3 +228,17 @@ def _full_zoo(factory, gen):
         _build(gen, folder, ["--full"])
         _FULL[gen] = folder
     return _FULL[gen]
+
+
+@pytest.mark.parametrize("command", [["optimize", "--recipe", "prune_qat"],
+                                     ["sensitivity", "--max-bytes", "9000"]])
+def test_multi_output_training_stops_naming_inputs_and_outputs(
+        zoo_dir, tmp_path, command):
+    code, out, tb = run_cli([command[0], _model(zoo_dir, 3, "two_io"),
+                             *command[1:], "--data",
+                             os.path.join(zoo_dir, "two_io.npz"),
+                             "--out", str(tmp_path / "o")])
+    assert tb is None and code == 1
+    line = _one_line_error(out)
+    assert "['cls', 'score']" in line and "tfcompress convert" in line
+    assert not (tmp_path / "o").exists()

@@ -386,8 +386,8 @@ def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
             activations and max_bytes is not None):
         raise click.UsageError("give exactly one of --max-bytes and "
                                "--max-accuracy-drop (both with --activations)")
-    keras_model, x, y = load_model_and_data(model, data_path, unsafe=unsafe,
-                                            imports=imports)
+    keras_model, x, y = load_model_and_data(
+        model, data_path, unsafe=unsafe, imports=imports, trains="sensitivity")
     from tfcompress.analysis import sensitivity as sens
     _log(f"[{_stem(model)}] sweeping {len(keras_model.layers)} layers")
     if activations:

@@ -35,14 +35,17 @@ def import_modules(imports) -> None:
 
 
 def load_model_and_data(model_path: str, data_path: str, *, unsafe: bool,
-                        imports=()):
+                        imports=(), trains=None):
     """``(model, x, y)``: the loaded model (a Keras model, or a SavedModel
-    path) and DATA.npz arranged for it (:func:`for_model`)."""
+    path) and DATA.npz arranged for it (:func:`for_model`). ``trains``
+    (a command name): the model must have one input and one output."""
     import_modules(imports)
     from tfcompress.pipeline import data as datasets
     arrays = datasets.read_npz(data_path)
     from converters import load_model
     model = load_model(model_path, allow_unsafe=unsafe)
+    if trains:
+        datasets.check_trainable_io(model, trains)
     if isinstance(model, str):  # a SavedModel directory: one input
         x, y = datasets.load_npz(data_path)
         return model, x, y

@@ -13,6 +13,8 @@ Modules:
     data: load and check user data (``DATA.npz``), per input and output.
     targets: what ``optimize`` trains against (labels, regression targets,
         or the float model's outputs) and with which loss.
+    splits: which rows train and which validate (all data trains without
+        ``--val``; a seeded holdout restores best epochs and the guard).
     distribute: ``tf.distribute`` strategies by name; who writes files.
     recipes/: the built-in recipe files.
 """

@@ -233,6 +233,22 @@ def check_y(y: np.ndarray, n: int, name: str = "y",
                             "classes")
 
 
+def check_trainable_io(model, command: str) -> None:
+    """``optimize`` and ``sensitivity`` train and sweep one input and one
+    output; several stop here with one line naming them and the way on."""
+    if isinstance(model, str):
+        return
+    from converters.conversion.signature import input_names, output_names
+    ins, outs = input_names(model), output_names(model)
+    if len(ins) > 1 or len(outs) > 1:
+        raise DataError(
+            f"{command} trains models with one input and one output; this "
+            f"one has inputs {ins} and outputs {outs}: convert it with "
+            "`tfcompress convert` (int8 PTQ, every output judged), or "
+            "compress it in Python with tfc.prune/tfc.quantize and your own "
+            "multi-output fit")
+
+
 def check_for_model(x: np.ndarray, y: Optional[np.ndarray], model,
                     name: str = "data") -> None:
     """Check ``x``/``y`` against a Keras model's input and output (one

@@ -240,6 +240,7 @@ def optimize(model, x, y, recipe, *, target="android", out_dir=None,
         rec.fit["epochs_scale"] = float(epochs)
     if seed is not None:
         rec.fit["seed"] = int(seed)
+    datasets.check_trainable_io(model, "optimize")
     datasets.check_for_model(x, y, model)
     datasets.check_weights(model)
     from tfcompress.pipeline.targets import training_targets
