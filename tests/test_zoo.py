@@ -242,3 +242,12 @@ def test_multi_output_training_stops_naming_inputs_and_outputs(
     line = _one_line_error(out)
     assert "['cls', 'score']" in line and "tfcompress convert" in line
     assert not (tmp_path / "o").exists()
+
+
+def test_sensitivity_on_a_reconstruction_model_is_one_line(zoo_dir, tmp_path):
+    code, out, tb = run_cli(["sensitivity", _model(zoo_dir, 3, "autoencoder"),
+                             "--max-bytes", "9000", "--data",
+                             os.path.join(zoo_dir, "autoencoder.npz"),
+                             "--out", str(tmp_path / "o")])
+    assert tb is None and code == 1
+    assert "classification accuracy" in _one_line_error(out)

@@ -50,6 +50,8 @@ def load_model_and_data(model_path: str, data_path: str, *, unsafe: bool,
         x, y = datasets.load_npz(data_path)
         return model, x, y
     x, y = datasets.for_model(arrays, model, data_path)
+    if trains == "sensitivity":
+        datasets.check_classifier(model, y, trains)
     return model, x, y
 
 

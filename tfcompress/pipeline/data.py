@@ -249,6 +249,21 @@ def check_trainable_io(model, command: str) -> None:
             "multi-output fit")
 
 
+def check_classifier(model, y, command: str) -> None:
+    """``sensitivity`` ranks layers by classification accuracy: one output
+    of ``(N, classes)`` and integer labels ``y``; else one line saying so."""
+    out = tuple(model.outputs[0].shape)
+    if y is None or len(out) != 2 or not np.issubdtype(
+            np.asarray(y).dtype, np.integer):
+        what = ("no labels y" if y is None else
+                f"output shape {out} with {np.asarray(y).dtype} targets")
+        raise DataError(
+            f"{command} measures each layer's effect on classification "
+            f"accuracy (one (N, classes) output, integer labels y); this "
+            f"model has {what}: convert it with `tfcompress convert` (its "
+            "outputs are judged by task) or optimize it with a recipe")
+
+
 def check_for_model(x: np.ndarray, y: Optional[np.ndarray], model,
                     name: str = "data") -> None:
     """Check ``x``/``y`` against a Keras model's input and output (one
