@@ -203,3 +203,30 @@ def test_micro_artifact_ships_the_planned_model_within_its_ram(sparse):
     assert micro["arena_recommended"] <= ram and report["budget"]["fits_ram"]
     assert report["budget"]["flash"]["used"] == len(art.tflite)
     assert report["encodings"]["chosen"] != "all encoded"
+
+
+def test_an_encoded_model_that_fails_tflm_validation_is_not_shipped(
+        sparse, monkeypatch):
+    """The plain int8 model ships, and the report says why, when the
+    encoded candidate's TFLM outputs do not match LiteRT."""
+    from converters import convert
+    _, _, _, model = sparse
+    x = np.random.default_rng(7).normal(size=(48, 256)).astype(np.float32)
+    art = convert(model, x, target="micro")
+    plain = art.tflite
+    real = tflm.validate
+
+    def failing_for_encoded(tflite, *args, **kwargs):
+        result = real(tflite, *args, **kwargs)
+        if bytes(tflite) != bytes(plain):   # the encoded candidate
+            result["passed"] = False
+        return result
+    monkeypatch.setattr(tflm, "validate", failing_for_encoded)
+    report = art.validate(x)
+    assert report["validation"]["passed"]
+    assert art.tflite == plain
+    assert "TFLM_DECODE" not in flatbuffer.read(art.tflite).op_names
+    enc = report["encodings"]
+    assert enc["encoded"] is False and enc["tensors"] == []
+    assert enc["rejected_tensors"] and "rejected" in enc["message"]
+    assert report["micro"]["encoding"] == "none"

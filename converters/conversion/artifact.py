@@ -184,6 +184,17 @@ class Artifact:
             return []
         check = tflm.validate(plan.tflite, ref.raw_inputs, ref.raw_reference,
                               sequences=ref.feeds.stateful)
+        if not check["passed"]:   # never ship what does not validate: the
+            # plain int8 model (validated above) ships instead, and says why
+            enc = self.report["encodings"]
+            enc.update(encoded=False, rejected_tensors=enc.get("tensors", []),
+                       tensors=[], message=(
+                           "The encoded model was rejected: its TFLM outputs "
+                           "differ from LiteRT (agreement "
+                           f"{check.get('agreement')}, max "
+                           f"{check.get('max_abs_lsb')} LSB); the plain int8 "
+                           "model ships"))
+            return []
         check["plain"] = {"bytes": len(self.tflite), **{
             k: plain[k] for k in ("arena_bytes", "arena_recommended",
                                   "agreement", "max_abs_lsb") if k in plain}}
@@ -193,8 +204,7 @@ class Artifact:
                                      bytes_plain=len(self.tflite))
         self._plain_tflite, self.tflite = self.tflite, plan.tflite
         self.info = flatbuffer.read(self.tflite)
-        return [] if check["passed"] else [
-            "the encoded model differs from LiteRT in TFLM"]
+        return []
 
     def _ship_micro(self, ref) -> List[str]:
         """Measure and check :attr:`tflite`, the one model the micro

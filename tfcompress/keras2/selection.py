@@ -9,10 +9,10 @@ named reason, so a user can see what was compressed and what was not.
 from __future__ import annotations
 
 import dataclasses
-import re
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence
 
 from tfcompress.keras2.env import keras
+from tfcompress.selectors import LayerSelector, matches  # noqa: F401
 from tfcompress.keras2.nesting import (check_functional, flatten,  # noqa: F401
                                        fresh_copy, nested_names)
 
@@ -22,7 +22,6 @@ SKIP_NO_SUPPORT = "no support for this layer type"
 SKIP_TOO_SMALL = "too few weights"
 SKIP_FIRST_LAST = "first/last layer kept at 8 bits"
 
-LayerSelector = Union[str, type, "re.Pattern[str]"]
 
 
 @dataclasses.dataclass
@@ -61,29 +60,6 @@ class CompressionReport:
         rows = [f"{e.technique:9s} {e.name:24s} {e.type:22s} {e.status}"
                 + (f" ({e.reason})" if e.reason else "") for e in self.entries]
         return "\n".join(rows)
-
-
-def matches(layer, selectors: Optional[Iterable[LayerSelector]]) -> bool:
-    """True if ``layer`` matches any selector: a layer name, a layer class,
-    a class name, or a compiled regex / ``"re:<pattern>"`` on the name."""
-    for sel in selectors or ():
-        if isinstance(sel, type):
-            if isinstance(layer, sel):
-                return True
-        elif isinstance(sel, re.Pattern):
-            if sel.fullmatch(layer.name):
-                return True
-        elif isinstance(sel, str):
-            if sel.startswith("re:"):
-                if re.fullmatch(sel[3:], layer.name):
-                    return True
-            elif sel == layer.name or sel == type(layer).__name__:
-                return True
-        else:
-            raise ValueError(
-                f"Could not interpret layer selector {sel!r}: use a layer name, "
-                "a layer class, a class name, or 're:<regex>'.")
-    return False
 
 
 def apply_to_layers(model, decide: Callable, technique: str,

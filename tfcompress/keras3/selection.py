@@ -3,38 +3,16 @@ selectors (names, classes, class names, ``"re:<regex>"``)."""
 
 from __future__ import annotations
 
-import re
-from typing import Iterable, List, Optional
+from typing import List
 
 import keras
+
+from tfcompress.selectors import matches  # noqa: F401
 
 L = keras.layers
 _MHA = ["query_dense.kernel", "key_dense.kernel", "value_dense.kernel",
         "output_dense.kernel"]
 RECURRENT = (L.LSTM, L.GRU, L.SimpleRNN, L.RNN, L.Bidirectional)
-
-
-def matches(layer, selectors: Optional[Iterable]) -> bool:
-    """True if ``layer`` matches a selector: a layer name, a layer class, a
-    class name, a compiled regex or ``"re:<pattern>"`` on the name."""
-    for sel in selectors or ():
-        if isinstance(sel, type):
-            if isinstance(layer, sel):
-                return True
-        elif isinstance(sel, re.Pattern):
-            if sel.fullmatch(layer.name):
-                return True
-        elif isinstance(sel, str):
-            if sel.startswith("re:"):
-                if re.fullmatch(sel[3:], layer.name):
-                    return True
-            elif sel in (layer.name, type(layer).__name__):
-                return True
-        else:
-            raise ValueError(
-                f"Could not interpret layer selector {sel!r}: use a layer "
-                "name, a layer class, a class name, or 're:<regex>'.")
-    return False
 
 
 def kernel_names(layer) -> List[str]:
