@@ -251,3 +251,13 @@ def test_sensitivity_on_a_reconstruction_model_is_one_line(zoo_dir, tmp_path):
                              "--out", str(tmp_path / "o")])
     assert tb is None and code == 1
     assert "classification accuracy" in _one_line_error(out)
+
+
+def test_unsafe_lambda_model_goes_through_sensitivity(zoo_dir, tmp_path):
+    """--unsafe holds for the copies Keras makes while sweeping, too."""
+    code, out, tb = run_cli(["sensitivity", _model(zoo_dir, 3, "lambda"),
+                             "--max-bytes", "100000", "--unsafe", "--data",
+                             os.path.join(zoo_dir, "lambda.npz"),
+                             "--out", str(tmp_path / "o")])
+    assert tb is None and code == 0, out
+    assert (tmp_path / "o" / "recipe.yaml").exists()

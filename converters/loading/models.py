@@ -55,6 +55,8 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
 
     path = os.fspath(path)
     fmt = check_safe(path, allow_unsafe)  # content decides, never the name
+    if allow_unsafe:
+        _allow_code_later()
     if fmt == SAVED_MODEL:
         return path  # converted with from_saved_model
     from converters.loading.generation import file_generation
@@ -68,6 +70,17 @@ def load_model(path: Union[str, os.PathLike], *, allow_unsafe: bool = False):
                                           custom_objects=objects,
                                           name=path)
         return _load_keras(path, source, fmt, allow_unsafe, objects)
+
+
+def _allow_code_later() -> None:
+    """The user trusts the file (``--unsafe``): the copies Keras makes of
+    the model later (clone, wrap, strip) may rebuild its Lambda layers too,
+    in either Keras."""
+    from converters.loading import kerasenv  # noqa: F401  (TF first)
+    import keras
+    keras.config.enable_unsafe_deserialization()
+    from tf_keras.src.saving import serialization_lib
+    serialization_lib.enable_unsafe_deserialization()
 
 
 @contextlib.contextmanager
