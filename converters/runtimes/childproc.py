@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 
@@ -146,6 +147,11 @@ class ForkServer:
             cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.lock = threading.Lock()
+        #: once stopped: the largest resident set, in bytes, of the server
+        #: and of every child it reaped (None while it runs, or when it had
+        #: ended on its own before being stopped)
+        self.peak_rss: int | None = None
+        self._reaped = False
 
     def alive(self) -> bool:
         """Started by this process and still running."""
@@ -179,9 +185,9 @@ class ForkServer:
 
     def stop(self) -> None:
         """Kill the server (its running child dies with its pipe)."""
-        if self.proc.poll() is None:
+        if not self._reaped and self.proc.returncode is None:
             self.proc.kill()
-        self.proc.wait()
+        self._reap(block=True)
 
     def close(self, wait: float = 10.0) -> None:
         """End the server politely (end of input), kill it after ``wait``."""
@@ -189,10 +195,29 @@ class ForkServer:
             self.proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass
+        deadline = time.monotonic() + wait
+        while not self._reap(block=False) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.stop()
+
+    def _reap(self, block: bool) -> bool:
+        """Wait for the server with ``wait4``, which also gives the peak
+        memory of the server and its children (``peak_rss``); False when
+        it still runs (``block=False``)."""
+        if self._reaped:
+            return True
         try:
-            self.proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            self.stop()
+            pid, status, usage = os.wait4(self.proc.pid,
+                                          0 if block else os.WNOHANG)
+        except ChildProcessError:      # reaped already (by Popen.poll)
+            self._reaped = True
+            return True
+        if pid == 0:
+            return False
+        self._reaped = True
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.peak_rss = usage.ru_maxrss << 10    # KiB on Linux
+        return True
 
 
 def serve(handle: Callable[[str], None], *, timeout_of: Callable[[str], int],

@@ -152,13 +152,21 @@ def _server() -> ForkServer:
 
 
 @atexit.register
-def shutdown() -> None:
-    """Stop this process's fork server (it also stops when we exit)."""
+def shutdown() -> int | None:
+    """Stop this process's fork server (it also stops when we exit).
+
+    Returns:
+        The largest resident set, in bytes, of the server and the children
+        it ran (None when there was no server to stop).
+    """
     global _SERVER
     with _SERVER_LOCK:
+        peak = None
         if _SERVER is not None and _SERVER.pid == os.getpid():
             _SERVER.stop()
+            peak = _SERVER.peak_rss
         _SERVER = None
+        return peak
 
 
 # -- the server side (python -m converters.runtimes.sandbox serve) -----------
