@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+import numpy as np
+
 from tfcompress.keras2 import selection
+from tfcompress.keras2.call_args import PositionalInputs
+from tfcompress.keras2.nesting import build_by_calling
 from tfcompress.keras2.env import keras, tf, tfmot
 
 from tensorflow_model_optimization.python.core.clustering.keras import (
@@ -76,11 +80,12 @@ _SEARCHING = {
                  clustering_algorithm.ClusteringAlgorithmPerChannel)}
 
 
-class ClusterWeights(cluster_wrapper.ClusterWeights):
+class ClusterWeights(PositionalInputs, cluster_wrapper.ClusterWeights):
     """tfmot's clustering wrapper, the nearest centroid of each weight found
     by a binary search (:func:`nearest_centroid`): the same assignment
     without a ``(weights, clusters)`` distance tensor on every step. Saved
-    models keep tfmot's class name."""
+    models keep tfmot's class name. Layers called with several inputs
+    (``MultiHeadAttention``) get them all (:class:`PositionalInputs`)."""
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -88,6 +93,26 @@ class ClusterWeights(cluster_wrapper.ClusterWeights):
             fast = _SEARCHING.get(type(algo))
             if fast is not None:   # layers' own algorithms stay as they are
                 algo.__class__ = fast
+
+
+class ClusterWeightsMHA(ClusterWeights, cluster_wrapper.ClusterWeightsMHA):
+    """:class:`ClusterWeights` for ``MultiHeadAttention``: tfmot's MHA
+    wrapper reads and strips the projection kernels inside its
+    ``EinsumDense`` sublayers (``"_query_dense.kernel"``)."""
+
+    def strip_clustering(self):
+        """A clean copy of the layer holding the clustered kernels, its
+        weights in the original order (tfmot's MHA strip leaves constants
+        in the sublayers and the variables under dotted names on the MHA,
+        which reorders ``get_weights()``)."""
+        weights = self.layer.get_weights()   # the clustered kernels are
+        for position, name in sorted(self.position_original_weights.items()):
+            weights.insert(position, np.asarray(   # tensors by now
+                self.get_weight_from_layer(name)))
+        clean = self.layer.__class__.from_config(self.layer.get_config())
+        build_by_calling(clean, self)
+        clean.set_weights(weights)
+        return clean
 
 
 def _clusterable_size(layer, per_channel: bool) -> int:
@@ -160,7 +185,9 @@ def cluster(model, clusters: int = 16, init="kmeans++", *,
         if reason is not None:
             return layer, reason
         channel = per_channel and isinstance(layer, keras.layers.Conv2D)
-        return ClusterWeights(
+        wrapper = ClusterWeightsMHA if isinstance(
+            layer, keras.layers.MultiHeadAttention) else ClusterWeights
+        return wrapper(
             layer, k, centroid_init, preserve_sparsity, channel), None
 
     new_model, report = selection.apply_to_layers(model, decide, "cluster",
@@ -183,4 +210,5 @@ def strip_clustering(model):
 
 
 def custom_objects() -> dict:
-    return {"ClusterWeights": ClusterWeights}
+    return {"ClusterWeights": ClusterWeights,
+            "ClusterWeightsMHA": ClusterWeightsMHA}

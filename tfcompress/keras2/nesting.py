@@ -47,8 +47,26 @@ def fresh_copy(layer):
     new = layer.__class__.from_config(layer.get_config())
     if layer.weights:
         new.build(layer.get_input_shape_at(0))
+        if len(new.weights) != len(layer.weights):
+            build_by_calling(new, layer)
         new.set_weights(layer.get_weights())
     return new
+
+
+def build_by_calling(new, layer) -> None:
+    """Create ``new``'s weights by calling it as ``layer`` was first called,
+    on placeholders of the same shapes. Layers whose weights live in
+    sublayers built on the first call (``MultiHeadAttention``'s
+    ``EinsumDense`` projections) get none from ``build(shape)``."""
+    node = layer._inbound_nodes[0]
+
+    def placeholder(x):
+        if isinstance(x, tf.Tensor) or keras.backend.is_keras_tensor(x):
+            return keras.Input(batch_shape=x.shape, dtype=x.dtype)
+        return x
+    args = tf.nest.map_structure(placeholder, node.call_args)
+    kwargs = tf.nest.map_structure(placeholder, node.call_kwargs)
+    new(*args, **kwargs)
 
 
 def is_nested(model) -> bool:

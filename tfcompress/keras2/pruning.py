@@ -11,6 +11,7 @@ from typing import Dict, Iterable, Optional, Tuple, Union
 
 from tfcompress.keras2 import schedules
 from tfcompress.keras2 import selection
+from tfcompress.keras2.call_args import PositionalInputs
 from tfcompress.keras2.env import keras, tfmot
 
 # tfmot's public API has no name for the registry or the wrapper class.
@@ -22,11 +23,12 @@ _prune = tfmot.sparsity.keras
 MIN_WEIGHTS = 16  # layers with fewer prunable weights are skipped
 
 
-class PruneWrapper(pruning_wrapper.PruneLowMagnitude):
+class PruneWrapper(PositionalInputs, pruning_wrapper.PruneLowMagnitude):
     """tfmot's pruning wrapper with a lossless ``get_config``.
 
     tfmot drops ``sparsity_m_by_n`` on save; this keeps it, and resolves the
-    toolkit's own schedules on load.
+    toolkit's own schedules on load. Layers called with several inputs
+    (``MultiHeadAttention``) get them all (:class:`PositionalInputs`).
     """
 
     def __init__(self, layer, pruning_schedule, block_size=(1, 1),
@@ -75,8 +77,16 @@ def prunable_weight_count(layer) -> int:
     if not prune_registry.PruneRegistry.supports(layer):
         return 0
     weights = prune_registry.PruneRegistry._weight_names(layer)  # noqa
-    return sum(int(getattr(layer, w).shape.num_elements()) for w in weights
-               if hasattr(layer, w))
+    found = (_attribute(layer, w) for w in weights)
+    return sum(int(w.shape.num_elements()) for w in found if w is not None)
+
+
+def _attribute(layer, path: str):
+    """``layer.<path>``, where tfmot names sublayer weights with dots
+    (``MultiHeadAttention``: ``"_query_dense.kernel"``); ``None`` if absent."""
+    for part in path.split("."):
+        layer = getattr(layer, part, None)
+    return layer
 
 
 def _skip_reason(layer, skip) -> Optional[str]:
