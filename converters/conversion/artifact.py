@@ -167,7 +167,7 @@ class Artifact:
         bit-identical to the plain one in TFLM, validated against LiteRT
         like it, and replaces ``self.tflite``; the report describes it."""
         from converters.encodings import planner
-        from converters.runtimes import tflm
+        from converters.runtimes import validation
         from converters.targets import budgets
         ram = flash = None
         if isinstance(self.device, dict):
@@ -182,23 +182,24 @@ class Artifact:
         self.report["encodings"] = plan.to_dict()
         if not plan.encoded:
             return []
-        check = tflm.validate(plan.tflite, ref.raw_inputs, ref.raw_reference,
-                              sequences=ref.feeds.stateful)
-        if not check["passed"]:   # never ship what does not validate: the
-            # plain int8 model (validated above) ships instead, and says why
+        # the encoded model inherits the plain model's verdicts only with
+        # its TFLM outputs, bit for bit, on the validation inputs
+        check = validation.same_in_tflm(plan.tflite, ref)
+        if not check["identical"]:   # never ship it: the plain int8 model
+            # (validated above) ships instead, and says why
             enc = self.report["encodings"]
             enc.update(encoded=False, rejected_tensors=enc.get("tensors", []),
-                       tensors=[], message=(
+                       tensors=[], chosen="plain", message=(
                            "The encoded model was rejected: its TFLM outputs "
-                           "differ from LiteRT (agreement "
-                           f"{check.get('agreement')}, max "
-                           f"{check.get('max_abs_lsb')} LSB); the plain int8 "
-                           "model ships"))
+                           "differ from the plain int8 model's (samples per "
+                           f"output {check['differing']} of "
+                           f"{check['samples']}); the plain int8 model "
+                           "ships"))
             return []
         check["plain"] = {"bytes": len(self.tflite), **{
             k: plain[k] for k in ("arena_bytes", "arena_recommended",
                                   "agreement", "max_abs_lsb") if k in plain}}
-        self.report["validation"]["micro"] = check
+        self.report["validation"]["micro"] = {**plain, **check}
         self.report["tflite"].update(bytes=len(plan.tflite),
                                      gzip_bytes=gzip_bytes(plan.tflite),
                                      bytes_plain=len(self.tflite))

@@ -77,9 +77,11 @@ def runner(tflite: bytes, arch: str = "64", *,
     if os.path.exists(exe):
         return exe, lib.commit
     os.makedirs(folder, exist_ok=True)
+    refused = os.path.join(folder, "refused.txt")
     with tflm_build.locked(os.path.join(folder, ".lock")):
         if os.path.exists(exe):
             return exe, lib.commit
+        _raise_if_refused(refused, lib)
         header = micro_emit.render_header(info, name=_NS, arena=None,
                                           methods=methods)
         with open(os.path.join(folder, f"{_NS}_data.h"), "w") as f:
@@ -94,14 +96,33 @@ def runner(tflite: bytes, arch: str = "64", *,
                                             r"[`'\"]?tflite::(Register_\w+)",
                                             proc.stderr)))
             if missing:
-                raise CppUnavailable(
-                    f"the host TFLM library ({arch}) lacks kernels the model "
-                    f"needs ({', '.join(missing)}); rebuild it with "
-                    f"--all-kernels")
+                why = (f"the host TFLM library ({arch}) lacks kernels the "
+                       f"model needs ({', '.join(missing)}); rebuild it with "
+                       f"--all-kernels")
+                with open(refused, "w") as f:   # not again with this library
+                    f.write(_fingerprint(lib) + "\n" + why)
+                raise CppUnavailable(why)
             raise CppUnavailable(f"the TFLM runner did not compile ({arch}): "
                                  f"{_first_error(proc.stderr)}")
         os.replace(exe + ".tmp", exe)
     return exe, lib.commit
+
+
+def _fingerprint(lib: tflm_build.HostLibrary) -> str:
+    """Size and mtime of each library file: a rebuilt library differs."""
+    return ";".join(f"{os.path.getsize(p)}:{os.path.getmtime(p)}"
+                    for p in lib.libs if os.path.exists(p))
+
+
+def _raise_if_refused(path: str, lib: tflm_build.HostLibrary) -> None:
+    """A runner that failed to link against this very library (missing
+    kernels) fails again at once instead of after a compile."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        fingerprint, _, why = f.read().partition("\n")
+    if fingerprint == _fingerprint(lib):
+        raise CppUnavailable(why)
 
 
 def _first_error(stderr: str) -> str:

@@ -40,6 +40,7 @@ class Result:
         raw_inputs: inputs as fed (tensor dtypes), for more TFLM runs.
         raw_reference: LiteRT builtin-kernel outputs (micro only).
         feeds: the model's I/O.
+        raw_micro: TFLM's outputs (micro only), as ``raw_reference``.
     """
 
     report: dict
@@ -48,6 +49,7 @@ class Result:
     raw_inputs: list[np.ndarray]
     raw_reference: list[np.ndarray] | None
     feeds: feeding.Feeds
+    raw_micro: list[np.ndarray] | None = None
 
 
 def _labels(labels, names: list[str], stateful: bool) -> dict:
@@ -191,13 +193,44 @@ def validate(tflite: bytes, data, labels=None, *, info=None,
             acc = v.details.get("float_accuracy")
             if acc is not None and "accuracy" not in keras:
                 keras["accuracy"] = acc
-    raw_ref = None
+    raw_ref = raw_micro = None
     if target == "micro":
-        raw_ref, micro, more = _micro(tflite, info, feeds, xs, raw, chosen,
-                                      tol, lsb, require_int8)
+        raw_ref, raw_micro, micro, more = _micro(
+            tflite, info, feeds, xs, raw, chosen, tol, lsb, require_int8)
         report["micro"] = micro
         failures += more
-    return Result(report, keras, failures, xs, raw_ref, feeds)
+    return Result(report, keras, failures, xs, raw_ref, feeds, raw_micro)
+
+
+def same_in_tflm(tflite: bytes, result: Result) -> dict:
+    """Run another form of the model ``result`` validated (e.g. with
+    encoded constants) in TFLM on the same inputs, fed the same way.
+
+    Its outputs must be the validated model's bit for bit: then every
+    verdict of ``result`` holds for it unchanged. Returns
+    :func:`~converters.runtimes.tflm.validate`'s measurements (its arena)
+    with ``identical`` and ``differing`` (``{output index: samples}``);
+    its own LSB rule against LiteRT is ``lsb_rule_passed``.
+    """
+    from converters.runtimes import tflm
+    feeds, xs = result.feeds, result.raw_inputs
+    each = _reset_each(feeds)
+    check = tflm.validate(tflite, [x[:, None] for x in xs] if each else xs,
+                          [r[:, None] for r in result.raw_reference] if each
+                          else result.raw_reference,
+                          sequences=feeds.stateful or each, keep_outputs=True)
+    got = check.pop("outputs")
+    got = [g[:, 0] for g in got] if each else got
+    differing = {}
+    for k, (a, b) in enumerate(zip(got, result.raw_micro)):
+        if a.shape != b.shape:
+            differing[k] = int(len(b))
+        elif not np.array_equal(a, b):
+            differing[k] = int(np.sum(np.any(
+                a.reshape(len(a), -1) != b.reshape(len(b), -1), axis=1)))
+    check["lsb_rule_passed"] = check.pop("passed")
+    check.update(identical=not differing, differing=differing)
+    return check
 
 
 def _reset_each(feeds) -> bool:
@@ -244,4 +277,4 @@ def _micro(tflite, info, feeds, xs, raw_auto, chosen, tol, lsb,
     for key in ("agreement", "samples"):
         section.pop(key, None)
     micro.update(section)
-    return raw_ref, micro, _failures("TFLM", found)
+    return raw_ref, got, micro, _failures("TFLM", found)
