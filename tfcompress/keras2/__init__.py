@@ -19,4 +19,5 @@ Modules:
     unwrap: ``strip`` for every wrapper and the scope that loads saved ones.
     selection: which layers a technique touches, and why others are skipped.
     nesting: inline nested models into one flat graph.
+    call_args: wrappers of layers called with several inputs (MultiHeadAttention).
 """
