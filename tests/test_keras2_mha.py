@@ -93,3 +93,16 @@ def test_cluster_and_pcqat_keep_the_sparse_clustered_kernels(pruned):
     assert len(kernels) == 4
     for name, k in kernels.items():
         assert len(np.unique(k)) <= 8 and np.mean(k == 0) >= 0.73, name
+
+
+def test_logged_sparsity_of_a_wrapped_mha_is_its_own():
+    """Each projection kernel is read through its own mask (four masks of
+    one shape: a union of them would log more zeros than there are)."""
+    from tfcompress.analysis import stats
+    model, x, y = _model()
+    wrapped = pruning.prune(model, 0.5, "constant", skip=["context",
+                                                           "label"])
+    _fit(wrapped, x[:16], y[:16], 1, tfc.callbacks_for(wrapped))
+    rows = [r for r in stats.kernel_stats(wrapped) if r.layer == "mha"]
+    assert len(rows) == 4
+    assert all(abs(r.sparsity - 0.5) < 0.01 for r in rows), rows

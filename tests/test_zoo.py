@@ -261,3 +261,34 @@ def test_unsafe_lambda_model_goes_through_sensitivity(zoo_dir, tmp_path):
                              "--out", str(tmp_path / "o")])
     assert tb is None and code == 0, out
     assert (tmp_path / "o" / "recipe.yaml").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gen", [3, 2])
+def test_transformer_prune_qat_prunes_attention_and_ships_encoded(
+        zoo_dir, tmp_path, gen):
+    """MultiHeadAttention's projection kernels are pruned in both Keras
+    generations (tf_keras: through tfmot's wrappers), and the encoded micro
+    model, identical to the plain one in TFLM, ships."""
+    folder = zoo_dir
+    if gen == 2:
+        folder = str(tmp_path / "zoo2")
+        _build(2, folder, ("transformer",))
+    out = tmp_path / "out"
+    code, text, tb = run_cli([
+        "optimize", _model(folder, gen, "transformer"), "--recipe",
+        "prune_qat", "--target", "micro", "--data",
+        os.path.join(folder, "transformer.npz"), "--out", str(out)])
+    assert tb is None, repr(tb)
+    if code != 0:   # only the accuracy guard may refuse a toy model
+        assert "compressed accuracy" in _one_line_error(text)
+    report = json.loads((out / "report.json").read_text())
+    mha = {e["technique"]: e for e in report["compression"]
+           if e["name"] == "mha"}
+    assert mha["prune"]["status"] == "compressed", mha
+    if "reason" in mha.get("quantize", {}) and mha["quantize"]["reason"]:
+        assert "frozen" in mha["quantize"]["reason"]
+    enc = report["encodings"]
+    assert enc.get("encoded") is not False, enc["message"]
+    assert report["micro"]["encoding"] != "none"
+    assert report["validation"]["micro"]["identical"]

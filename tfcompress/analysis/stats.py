@@ -85,6 +85,9 @@ def _effective(layer, w) -> np.ndarray:
     mask is applied here too in case the last update has not run yet.
     """
     values = w.numpy()
+    for weight, mask, _ in getattr(layer, "pruning_vars", ()):
+        if weight is w:   # tfmot pairs each weight with its own mask (a
+            return values * mask.numpy()   # MultiHeadAttention has four)
     for v in getattr(layer, "weights", []):
         if _short(v.name).startswith("mask") and \
                 tuple(v.shape) == values.shape:
