@@ -15,13 +15,15 @@ KERNELS = ("query/kernel", "key/kernel", "value/kernel",
 
 
 def _model():
-    """Cross-attention: ``value`` differs from ``query``, so a wrapper
-    that dropped it would change the outputs."""
+    """Causal cross-attention: ``value`` differs from ``query`` and a
+    keyword argument is set, so a copy or wrapper that dropped either
+    would change the outputs."""
     keras.utils.set_random_seed(0)
     L = keras.layers
     inp = keras.Input((8, 16), name="tokens")
     context = L.Dense(16, name="context")(inp)
-    a = L.MultiHeadAttention(2, 8, name="mha")(inp, context)
+    a = L.MultiHeadAttention(2, 8, name="mha")(inp, context,
+                                               use_causal_mask=True)
     h = L.LayerNormalization(name="ln")(L.Add(name="res")([inp, a]))
     out = L.Dense(3, name="label")(L.GlobalAveragePooling1D(name="pool")(h))
     model = keras.Model(inp, out)

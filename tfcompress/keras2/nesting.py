@@ -61,7 +61,7 @@ def build_by_calling(new, layer) -> None:
     node = layer._inbound_nodes[0]
 
     def placeholder(x):
-        if isinstance(x, tf.Tensor) or keras.backend.is_keras_tensor(x):
+        if tf.is_tensor(x):   # symbolic (KerasTensor) or eager
             return keras.Input(batch_shape=x.shape, dtype=x.dtype)
         return x
     args = tf.nest.map_structure(placeholder, node.call_args)
