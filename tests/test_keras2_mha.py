@@ -97,9 +97,11 @@ def test_cluster_and_pcqat_keep_the_sparse_clustered_kernels(pruned):
         assert len(np.unique(k)) <= 8 and np.mean(k == 0) >= 0.73, name
 
 
-def test_logged_sparsity_of_a_wrapped_mha_is_its_own():
+def test_wrapped_mha_logs_its_own_sparsity_and_reloads(tmp_path):
     """Each projection kernel is read through its own mask (four masks of
-    one shape: a union of them would log more zeros than there are)."""
+    one shape: a union of them would log more zeros than there are); the
+    wrapped model saves (masks numbered) and reloads in the scope, its
+    EinsumDense projections rebuilt before the wrapper reads them."""
     from tfcompress.analysis import stats
     model, x, y = _model()
     wrapped = pruning.prune(model, 0.5, "constant", skip=["context",
@@ -108,3 +110,16 @@ def test_logged_sparsity_of_a_wrapped_mha_is_its_own():
     rows = [r for r in stats.kernel_stats(wrapped) if r.layer == "mha"]
     assert len(rows) == 4
     assert all(abs(r.sparsity - 0.5) < 0.01 for r in rows), rows
+    want = wrapped.predict(x, verbose=0)
+
+    def steps(m):
+        return [int(w.numpy()) for w in m.weights if "pruning_step" in w.name]
+    assert steps(wrapped) == [1]
+    for path, kwargs in ((tmp_path / "w.keras", {}),
+                         (tmp_path / "w.h5", {"include_optimizer": False})):
+        wrapped.save(str(path), **kwargs)
+        with tfc.scope():
+            again = keras.models.load_model(str(path))
+        np.testing.assert_allclose(again.predict(x, verbose=0), want,
+                                   atol=1e-5)
+        assert steps(again) == [1], path

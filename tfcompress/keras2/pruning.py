@@ -11,7 +11,8 @@ from typing import Dict, Iterable, Optional, Tuple, Union
 
 from tfcompress.keras2 import schedules
 from tfcompress.keras2 import selection
-from tfcompress.keras2.call_args import PositionalInputs
+from tfcompress.keras2.call_args import (PositionalInputs, build_sublayers,
+                                          unique_weight_names)
 from tfcompress.keras2.env import keras, tfmot
 
 # tfmot's public API has no name for the registry or the wrapper class.
@@ -40,6 +41,11 @@ class PruneWrapper(PositionalInputs, pruning_wrapper.PruneLowMagnitude):
                          block_pooling_type=block_pooling_type,
                          sparsity_m_by_n=sparsity_m_by_n, **kwargs)
         self.sparsity_m_by_n = sparsity_m_by_n
+
+    def build(self, input_shape):
+        build_sublayers(self.layer)
+        with unique_weight_names(self):   # one mask per prunable weight
+            super().build(input_shape)
 
     def get_config(self):
         return {**super().get_config(), "sparsity_m_by_n": self.sparsity_m_by_n}
