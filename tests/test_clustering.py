@@ -96,3 +96,26 @@ def test_assignment_by_search_matches_tfmots_argmin(per_channel):
     expect = base(*args).get_pulling_indices(weight).numpy()
     got = clustering._SEARCHING[base](*args).get_pulling_indices(weight)
     np.testing.assert_array_equal(got.numpy(), expect)
+
+
+def test_recurrent_layer_clusters_its_cell_kernels():
+    """An LSTM goes through tfmot's RNN clustering wrapper (its kernels
+    live in the cell), and strips to a plain LSTM with clustered kernels."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 4))
+    out = keras.layers.Dense(3)(keras.layers.LSTM(16, name="lstm")(inp))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 8, 4)).astype(np.float32), \
+        rng.integers(0, 3, 32)
+    wrapped = tfc.cluster(model, 8)
+    assert "lstm" in wrapped.compression_report.compressed
+    compile_clf(wrapped).fit(x, y, epochs=1, verbose=0)
+    plain = tfc.strip(wrapped)
+    np.testing.assert_allclose(plain.predict(x, verbose=0),
+                               wrapped.predict(x, verbose=0), atol=1e-5)
+    lstm = plain.get_layer("lstm")
+    assert type(lstm) is keras.layers.LSTM
+    for w in lstm.cell.weights:
+        if "kernel" in w.name:
+            assert len(np.unique(w.numpy())) <= 8, w.name

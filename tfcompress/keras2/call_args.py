@@ -1,11 +1,12 @@
-"""Wrappers around layers called with several positional inputs.
+"""Wrapping layers called with several inputs (``MultiHeadAttention``).
 
 tfmot's ``PruneLowMagnitude`` and ``ClusterWeights`` define
 ``call(inputs, training=None, **kwargs)`` and pass ``inputs`` alone to the
 wrapped layer: a ``MultiHeadAttention`` called as ``mha(query, value)``
 would get ``value`` as ``training``. :class:`PositionalInputs`, mixed in
 before the tfmot class, passes those inputs on by the layer's own argument
-names.
+names. :func:`build_sublayers` and :func:`unique_weight_names` let a wrapped
+MHA be built from a saved config and saved to HDF5.
 
 Example:
     >>> class PruneWrapper(PositionalInputs, PruneLowMagnitude): ...

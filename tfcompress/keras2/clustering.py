@@ -115,6 +115,19 @@ class ClusterWeightsMHA(ClusterWeights, cluster_wrapper.ClusterWeightsMHA):
         return clean
 
 
+class ClusterWeightsRNN(ClusterWeights, cluster_wrapper.ClusterWeightsRNN):
+    """:class:`ClusterWeights` for recurrent layers: tfmot's RNN wrapper
+    reads the kernels inside the cells (``"kernel/0"``)."""
+
+
+def _wrapper_for(layer):
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return ClusterWeightsMHA
+    if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+        return ClusterWeightsRNN
+    return ClusterWeights
+
+
 def _clusterable_size(layer, per_channel: bool) -> int:
     sizes = []
     for _, w in clustering_registry.ClusteringRegistry.make_clusterable(
@@ -185,9 +198,7 @@ def cluster(model, clusters: int = 16, init="kmeans++", *,
         if reason is not None:
             return layer, reason
         channel = per_channel and isinstance(layer, keras.layers.Conv2D)
-        wrapper = ClusterWeightsMHA if isinstance(
-            layer, keras.layers.MultiHeadAttention) else ClusterWeights
-        return wrapper(
+        return _wrapper_for(layer)(
             layer, k, centroid_init, preserve_sparsity, channel), None
 
     new_model, report = selection.apply_to_layers(model, decide, "cluster",
@@ -211,4 +222,5 @@ def strip_clustering(model):
 
 def custom_objects() -> dict:
     return {"ClusterWeights": ClusterWeights,
-            "ClusterWeightsMHA": ClusterWeightsMHA}
+            "ClusterWeightsMHA": ClusterWeightsMHA,
+            "ClusterWeightsRNN": ClusterWeightsRNN}
