@@ -98,6 +98,7 @@ def test_assignment_by_search_matches_tfmots_argmin(per_channel):
     np.testing.assert_array_equal(got.numpy(), expect)
 
 
+@pytest.mark.slow
 def test_recurrent_layer_clusters_its_cell_kernels():
     """An LSTM goes through tfmot's RNN clustering wrapper (its kernels
     live in the cell), and strips to a plain LSTM with clustered kernels."""
