@@ -3,7 +3,8 @@
 Every strategy run happens in a fresh process (``tests/distribute_worker.py``):
 logical devices and ``MultiWorkerMirroredStrategy`` must be configured
 before TensorFlow initializes. One MirroredStrategy process (2 logical CPUs)
-runs every mode and the same modes on a single device, so TF starts once.
+runs PCQAT (prune, cluster, quantize) and the same on a single device, so
+TF starts once; the single techniques run in the slow tier.
 """
 
 import json
@@ -38,11 +39,23 @@ def _run(args, env, timeout=TIMEOUT_S):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def _mirrored(factory, modes) -> dict:
+    out = factory.mktemp("mirrored") / "result.json"
+    _run(["--strategy", "mirrored", "--modes", ",".join(modes),
+          "--out", str(out)], _env())
+    return json.loads(out.read_text())
+
+
 @pytest.fixture(scope="module")
 def mirrored(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mirrored") / "result.json"
-    _run(["--strategy", "mirrored", "--out", str(out)], _env())
-    return json.loads(out.read_text())
+    """PCQAT (its three stages) under MirroredStrategy and on one device."""
+    return _mirrored(tmp_path_factory, ["pcqat"])
+
+
+@pytest.fixture(scope="module")
+def mirrored_rest(tmp_path_factory):
+    """The single techniques, in the slow tier."""
+    return _mirrored(tmp_path_factory, [m for m in MODES if m != "pcqat"])
 
 
 def _check_against_single(run: dict, single: dict, mode: str) -> None:
@@ -72,10 +85,9 @@ def _check_steps(run: dict, mode: str) -> None:
     assert len(pruned) == (1 if mode in ("prune", "pcqat") else 0)
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_mirrored_matches_single_device(mirrored, mode):
-    assert mirrored["replicas"] == 2
-    run, single = mirrored["mirrored"][mode], mirrored["single"][mode]
+def _check_mirrored(result: dict, mode: str) -> None:
+    assert result["replicas"] == 2
+    run, single = result["mirrored"][mode], result["single"][mode]
     assert run["probes"][0]["variable_type"] == "MirroredVariable"
     _check_steps(run, mode)
     _check_against_single(run, single, mode)
@@ -83,7 +95,17 @@ def test_mirrored_matches_single_device(mirrored, mode):
     last = run["stages"][-1]
     assert last["logged_sparsity"][-1] == pytest.approx(last["sparsity"])
     if mode != "cluster":
-        assert run["accuracy"] >= mirrored["base_accuracy"] - 0.1
+        assert run["accuracy"] >= result["base_accuracy"] - 0.1
+
+
+def test_mirrored_pcqat_matches_single_device(mirrored):
+    _check_mirrored(mirrored, "pcqat")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "pcqat"])
+def test_mirrored_matches_single_device(mirrored_rest, mode):
+    _check_mirrored(mirrored_rest, mode)
 
 
 def test_mirrored_pcqat_uses_collaborative_scheme(mirrored):

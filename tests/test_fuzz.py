@@ -185,7 +185,7 @@ def test_a_model_that_crashes_tflm_is_one_line(seeds, tmp_path,
             continue
         with open(path, "wb") as f:
             f.write(mutant)
-        code, _ = tflm_arena._probe(path, tflm_arena._ARENA_CEILING, 1, 20)
+        code, _ = tflm_arena._probe(path, tflm_arena.ARENA_CEILING, 1, 20)
         if code is not None and code < 0:
             break
     else:

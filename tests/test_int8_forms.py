@@ -70,3 +70,40 @@ def test_keras3_transformer_with_embedding_is_int8_and_runs_in_tflm():
                                         axis=1) == y[100:]))
     assert float_acc > 0.8   # the model learned the task
     assert report["litert"]["accuracy"] >= float_acc - 0.03, report["litert"]
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (L.UpSampling2D(), (2, 5, 7, 3)), (L.UpSampling2D((3, 2)), (2, 4, 4, 1)),
+    (L.UpSampling1D(3), (2, 6, 4))])
+def test_nearest_up_sampling_form_repeats_the_same_values(layer, shape):
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
+    want = np.asarray(layer(x))
+    spec = tf.TensorSpec(shape, tf.float32)
+    with int8_forms():
+        fn = tf.function(lambda t: layer(t)).get_concrete_function(spec)
+    ops = {op.type for op in fn.graph.get_operations()}
+    assert "ResizeNearestNeighbor" in ops and "Tile" not in ops, ops
+    np.testing.assert_array_equal(fn(tf.constant(x)).numpy(), want)
+
+
+def test_keras3_unet_with_up_sampling_runs_in_tflm():
+    """Keras 3 writes UpSampling2D as TILE (no TFLM kernel); traced as a
+    nearest resize, the int8 U-Net runs in TFLM and agrees with LiteRT."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(160, 16, 16, 1)).astype(
+        "float32")
+    y = (x > 0.3).astype("float32")
+    i = keras.Input((16, 16, 1))
+    c1 = L.Conv2D(8, 3, padding="same", activation="relu")(i)
+    c2 = L.Conv2D(8, 3, padding="same", activation="relu")(L.MaxPooling2D()(c1))
+    c = L.Concatenate()([L.UpSampling2D()(c2), c1])
+    model = keras.Model(i, L.Conv2D(1, 1, activation="sigmoid")(c))
+    model.compile("adam", "binary_crossentropy")
+    model.fit(x, y, epochs=6, verbose=0)
+    art = convert(model, x[:64], target="micro", name="unet")
+    ops = set(art.info.op_names)
+    assert "RESIZE_NEAREST_NEIGHBOR" in ops and "TILE" not in ops, ops
+    assert flatbuffer.float_ops(art.info) == []
+    report = art.validate(x[64:], y[64:], require=False)["validation"]
+    assert report["micro"]["passed"], report["micro"]      # TFLM == LiteRT
+    assert report["litert"]["passed"], report["litert"]    # vs float, y

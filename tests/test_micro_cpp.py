@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from converters.conversion.modes import convert_bytes
-from converters.runtimes import tflm, tflm_build
+from converters.runtimes import tflm, tflm_arena, tflm_build
 from converters.targets import micro_emit, micro_example, micro_ship
 from converters.tflite import flatbuffer
 from sample_models import digits, sine
@@ -363,3 +363,22 @@ def test_budget_verdict_describes_exactly_the_emitted_sources(case, monkeypatch,
     assert "arena_used_bytes()" in (out / "BUILD.md").read_text()  # the warning
     header = (out / f"{sample.NAME}_data.h").read_text()
     assert ("AddDecode() == 0" in header) == (shipped["encoding"] != "none")
+
+
+@pytest.mark.parametrize("need", [16, 1000, 5000, 4096, 70_000,
+                                  tflm_arena.ARENA_CEILING])
+@pytest.mark.parametrize("start", [16, 4096, 1 << 20])
+def test_arena_search_finds_the_smallest_working_size(need, start):
+    """The one search both TFLM runtimes (Python, C++ build) use: the
+    smallest multiple of 16 that runs, never probing past the ceiling."""
+    probes = []
+
+    def ok(n: int) -> bool:
+        probes.append(n)
+        return n >= need
+
+    found = tflm_arena.smallest_arena(ok, start)
+    assert found == -(-need // 16) * 16, (found, probes)
+    assert all(0 < n <= tflm_arena.ARENA_CEILING and n % 16 == 0
+               for n in probes), probes
+    assert len(probes) < 60, len(probes)

@@ -31,19 +31,33 @@ TASKS = {"autoencoder": ["reconstruction"], "segmentation": ["segmentation"],
          "two_io": ["classification", "regression"]}
 
 
-def _build(gen: int, folder: str, names) -> None:
+def _build(gen: int, folder: str, names) -> subprocess.Popen:
+    """Start building ``names`` of generation ``gen`` into ``folder``."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_USE_LEGACY_KERAS", None)
-    subprocess.run([sys.executable, os.path.join(HERE, "zoo.py"), str(gen),
-                    folder, *names], check=True, env=env, cwd=HERE,
-                   capture_output=True)
+    log = os.path.join(folder, f"build{gen}.log")
+    with open(log, "w") as err:            # a file: no pipe to fill
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "zoo.py"),
+                                 str(gen), folder, *names], env=env, cwd=HERE,
+                                stdout=subprocess.DEVNULL, stderr=err)
+    proc.log = log
+    return proc
+
+
+def _built(proc: subprocess.Popen) -> None:
+    proc.wait(timeout=900)
+    with open(proc.log) as err:
+        assert proc.returncode == 0, err.read()[-3000:]
 
 
 @pytest.fixture(scope="session")
 def zoo_dir(tmp_path_factory):
+    """Both generations built at once, each in its own process."""
     folder = str(tmp_path_factory.mktemp("zoo"))
-    _build(3, folder, zoo.SMALL)
-    _build(2, folder, ("lstm", "gru", "custom", "lambda"))
+    procs = [_build(3, folder, zoo.SMALL),
+             _build(2, folder, ("lstm", "gru", "custom", "lambda"))]
+    for proc in procs:
+        _built(proc)
     return folder
 
 
@@ -225,7 +239,7 @@ _FULL: dict = {}
 def _full_zoo(factory, gen):
     if gen not in _FULL:
         folder = str(factory.mktemp(f"zoo_full{gen}"))
-        _build(gen, folder, ["--full"])
+        _built(_build(gen, folder, ["--full"]))
         _FULL[gen] = folder
     return _FULL[gen]
 

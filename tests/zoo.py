@@ -284,7 +284,9 @@ def build(generation: int, out_dir: str, names=None, width: int = 1,
                   batch_size=32, verbose=0)
         path = os.path.join(out_dir, name + ext)
         model.save(path)
-        np.savez(os.path.join(out_dir, name + ".npz"), **data)
+        tmp = os.path.join(out_dir, f"{name}.{os.getpid()}.npz")
+        np.savez(tmp, **data)     # both generations may write it at once
+        os.replace(tmp, os.path.join(out_dir, name + ".npz"))
         paths[name] = path
     return paths
 

@@ -1,7 +1,7 @@
-"""Int8-friendly forms of two Keras 3 ops, used while a model is traced for
-the converter.
+"""Int8-friendly forms of Keras 3 ops, used while a model is traced for the
+converter.
 
-Keras 3 (TensorFlow backend) writes two layers with ops that have no int8
+Keras 3 (TensorFlow backend) writes these layers with ops that have no int8
 kernel in TFLite Micro, although the same math has one:
 
 =====================  ===========================  ===========================
@@ -14,9 +14,14 @@ LayerNormalization     ``x*inv + (-mean*inv + b)``  ``(x - mean)*inv + b``
 Embedding              ``gather(E, where(i < 0,     ``gather(E, i)`` (token ids
                        i + n, i))`` (``SELECT``:    are in ``[0, n)``; a
                        not in TFLM)                 negative id is not a token)
+UpSampling1D/2D        ``repeat`` along each axis   nearest-neighbour resize
+(nearest)              (``TILE``: not in TFLM)      (``RESIZE_NEAREST_NEIGHBOR``
+                                                    without half-pixel centres:
+                                                    output ``i`` reads input
+                                                    ``floor(i / factor)``)
 =====================  ===========================  ===========================
 
-Both forms are the same function of the layer's weights for every valid
+Each form is the same function of the layer's weights for every valid
 input (``tests/test_int8_forms.py`` checks the traced values against the
 Keras layer); they apply only inside :func:`int8_forms`, so training and the
 user's model are untouched. tf_keras layers are not affected (tf_keras'
@@ -85,22 +90,65 @@ def _embedding_call(original):
     return call
 
 
+def _nearest(x, factors):
+    """``x`` [N, H, W, C] repeated ``factors`` times along H and W as one
+    nearest-neighbour resize; None where a spatial size is not static."""
+    import tensorflow as tf
+    size = [d * f if d is not None else None
+            for d, f in zip(x.shape[1:3], factors)]
+    if None in size:
+        return None
+    return tf.raw_ops.ResizeNearestNeighbor(
+        images=x, size=size, align_corners=False, half_pixel_centers=False)
+
+
+def _up_sampling_2d(original):
+    def resize_images(self, x, height_factor, width_factor, data_format,
+                      interpolation="nearest"):
+        from keras.src import backend
+        if (interpolation == "nearest" and data_format == "channels_last"
+                and backend.backend() == "tensorflow" and len(x.shape) == 4):
+            out = _nearest(x, (height_factor, width_factor))
+            if out is not None:
+                return out
+        return original(self, x, height_factor, width_factor, data_format,
+                        interpolation=interpolation)
+    return resize_images
+
+
+def _up_sampling_1d(original):
+    def call(self, inputs):
+        from keras.src import backend
+        if backend.backend() == "tensorflow" and len(inputs.shape) == 3:
+            import tensorflow as tf
+            out = _nearest(tf.expand_dims(inputs, 2), (self.size, 1))
+            if out is not None:
+                return tf.squeeze(out, 2)
+        return original(self, inputs)
+    return call
+
+
 @contextlib.contextmanager
 def int8_forms():
-    """Trace Keras 3 LayerNormalization and Embedding in their int8-friendly
-    forms inside this block (a no-op where Keras 3 is not loaded)."""
+    """Trace Keras 3 LayerNormalization, Embedding and nearest UpSampling
+    in their int8-friendly forms inside this block (a no-op where Keras 3
+    is not loaded)."""
     try:
         from keras.src.layers.core import embedding
+        from keras.src.layers.reshaping import up_sampling1d, up_sampling2d
         from keras.src.ops import nn
     except ImportError:  # no Keras 3: nothing to rewrite
         yield
         return
-    saved_norm = nn._layer_normalization
-    saved_call = embedding.Embedding.call
-    nn._layer_normalization = _layer_norm(saved_norm)
-    embedding.Embedding.call = _embedding_call(saved_call)
+    up1, up2 = up_sampling1d.UpSampling1D, up_sampling2d.UpSampling2D
+    saved = (nn._layer_normalization, embedding.Embedding.call, up1.call,
+             up2._resize_images)
+    nn._layer_normalization = _layer_norm(saved[0])
+    embedding.Embedding.call = _embedding_call(saved[1])
+    up1.call = _up_sampling_1d(saved[2])
+    up2._resize_images = _up_sampling_2d(saved[3])
     try:
         yield
     finally:
-        nn._layer_normalization = saved_norm
-        embedding.Embedding.call = saved_call
+        (nn._layer_normalization, embedding.Embedding.call, up1.call,
+         up2._resize_images) = saved

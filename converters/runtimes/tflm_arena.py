@@ -19,20 +19,20 @@ import re
 import tempfile
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from converters import progress
 from converters.runtimes import childproc
 from converters.runtimes.childproc import ChildError, ForkServer
 from converters.targets.micro import MicroError, _read_fb
 
-__all__ = ["ARENA_GRANULARITY", "ARENA_MARGIN", "arena_margin", "find_arena",
-           "runs_with_arena"]
+__all__ = ["ARENA_CEILING", "ARENA_GRANULARITY", "ARENA_MARGIN",
+           "arena_margin", "find_arena", "runs_with_arena", "smallest_arena"]
 
 ARENA_GRANULARITY = 16   # bytes; TFLM aligns arena allocations to 16
 ARENA_MARGIN = 0.05      # recommended = minimum + 5% (rounded down to 16 B)
 _ARENA_START = 1024      # first probe when no better hint exists
-_ARENA_CEILING = 64 * 1024 * 1024  # no MCU has more; larger -> MicroError
+ARENA_CEILING = 64 * 1024 * 1024  # no MCU has more; larger -> MicroError
 
 
 
@@ -144,11 +144,11 @@ def _probe_server(path: str, n_inputs: int, timeout: float):
 
 def _find_arena(path: str, n_inputs: int, timeout: float) -> int:
     g = ARENA_GRANULARITY
-    code, err = _probe(path, _ARENA_CEILING, n_inputs, timeout, report=True)
+    code, err = _probe(path, ARENA_CEILING, n_inputs, timeout, report=True)
     if code != 0:
         raise MicroError(
             f"TFLM could not run the model even with a "
-            f"{_ARENA_CEILING // 2**20} MiB arena: {_describe_exit(code, err)}")
+            f"{ARENA_CEILING // 2**20} MiB arena: {_describe_exit(code, err)}")
     match = re.search(r"Arena allocation total (\d+) bytes", err)
     hint = int(match.group(1)) if match else _ARENA_START
     start = max(g, -(-hint // g) * g)
@@ -158,23 +158,22 @@ def _find_arena(path: str, n_inputs: int, timeout: float) -> int:
         def counted(arena: int) -> bool:
             p.update()
             return ok(arena)
-        return _bisect(counted, start)
+        return smallest_arena(counted, start)
 
 
-def _bisect(ok, start: int) -> int:
-    """Smallest multiple of 16 where ``ok`` holds, searching from ``start``."""
+def smallest_arena(ok: Callable[[int], bool], start: int) -> int:
+    """Smallest multiple of 16 bytes where ``ok`` holds, searching from
+    ``start`` (halving or doubling, then bisecting); the caller has checked
+    that the 64 MiB ceiling works, and more arena never hurts."""
     g = ARENA_GRANULARITY
     if ok(start):
         hi, lo = start, start // 2 // g * g
         while lo > 0 and ok(lo):
             hi, lo = lo, lo // 2 // g * g
     else:
-        lo, hi = start, start * 2
-        while not ok(hi):
-            lo, hi = hi, hi * 2
-            if hi >= _ARENA_CEILING:
-                hi = _ARENA_CEILING
-                break
+        lo, hi = start, min(start * 2, ARENA_CEILING)
+        while hi < ARENA_CEILING and not ok(hi):
+            lo, hi = hi, min(hi * 2, ARENA_CEILING)
     # invariant: lo fails (or is 0), hi works; both multiples of g
     while hi - lo > g:
         mid = (lo + hi) // 2 // g * g

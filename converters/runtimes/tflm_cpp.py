@@ -29,15 +29,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from converters.runtimes import tflm_build
+from converters.runtimes import tflm_arena, tflm_build
 from converters.tflite import flatbuffer
 
 __all__ = ["CppUnavailable", "find_arena", "run", "runner", "runs_with_arena"]
 
 _RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                        "tflm_runner.cc")
-_GRANULARITY = 16
-_CEILING = 64 * 1024 * 1024
 _NS = "tfc_runner"
 
 
@@ -175,35 +173,15 @@ def find_arena(tflite: bytes, arch: str = "64", *, start: int | None = None,
     """
     from converters.targets.micro import MicroError
     exe, commit = runner(tflite, arch, log=log)
-    g = _GRANULARITY
+    g = tflm_arena.ARENA_GRANULARITY
     with _model_file(tflite) as (_, path):
         def ok(n: int) -> bool:
             return _probe(exe, path, n, timeout)
-        if not ok(_CEILING):
+        if not ok(tflm_arena.ARENA_CEILING):
             raise MicroError(f"the TFLM C++ build ({arch}) cannot run the "
                              f"model even with a 64 MiB arena")
-        hi = _bisect(ok, max(g, -(-(start or 4096) // g) * g))
+        hi = tflm_arena.smallest_arena(ok, max(g, -(-(start or 4096) // g) * g))
     return hi, commit
-
-
-def _bisect(ok: Callable[[int], bool], start: int) -> int:
-    """Smallest multiple of 16 where ``ok`` holds, searching from ``start``."""
-    g = _GRANULARITY
-    if ok(start):
-        hi, lo = start, start // 2 // g * g
-        while lo > 0 and ok(lo):
-            hi, lo = lo, lo // 2 // g * g
-    else:
-        lo, hi = start, min(start * 2, _CEILING)
-        while not ok(hi):
-            lo, hi = hi, min(hi * 2, _CEILING)
-    while hi - lo > g:  # lo fails (or is 0), hi works
-        mid = (lo + hi) // 2 // g * g
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
 
 
 def run(tflite: bytes, inputs: Sequence[np.ndarray], *, arena_size: int,
