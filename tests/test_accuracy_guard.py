@@ -160,3 +160,71 @@ def test_recipe_forced_too_far_is_rejected_with_one_line(files, tmp_path):
     assert report["keras"]["accuracy"] == comp["float"]["accuracy"]
     assert report["validation"]["passed"] is False
     assert "REJECTED" in (out / "report.md").read_text()
+
+
+def _out(value, passed, metric="mae_growth", task="regression",
+         threshold=0.01, higher=False):
+    return {"task": task, "metric": metric, "value": value,
+            "threshold": threshold, "higher_is_better": higher,
+            "passed": passed}
+
+
+@pytest.mark.parametrize("comp,ptq,ok,words", [
+    (_out(0.004, True), _out(0.001, True), True, None),
+    (_out(0.049, False), _out(0.0001, True), False, "must be at most 0.01"),
+    (_out(0.008, True), _out(-0.004, True), False,
+     "more than 0.01 above the int8 PTQ model's -0.004"),
+    (_out(0.93, False, "cosine_similarity", "embedding", 0.99, True),
+     _out(0.999, True, "cosine_similarity", "embedding", 0.99, True), False,
+     "must be at least 0.99"),
+])
+def test_outputs_without_accuracy_are_judged_by_their_own_metric(
+        comp, ptq, ok, words):
+    """A regression output is not waved through for lack of an accuracy:
+    its own verdict (vs targets and float) and the PTQ baseline decide."""
+    v = verdict.judge({"accuracy": None, "outputs": {"score": comp}},
+                      {"accuracy": None, "outputs": {"score": ptq}}, {},
+                      max_drop=0.01)
+    assert v.passed is ok
+    assert v.metric == f"score {comp['metric']}"
+    assert v.compressed_value == comp["value"]
+    assert v.ptq_value == ptq["value"]
+    if not ok:
+        assert "\n" not in v.message and words in v.message, v.message
+        assert v.message.startswith(f"compressed output 'score' "
+                                    f"({comp['task']}) {comp['metric']}")
+        assert verdict.REJECTED_NAME in v.message
+
+
+def test_regression_forced_too_far_is_rejected_naming_the_output(tmp_path):
+    """optimize on a regression model: the compressed model's error growth
+    against the targets decides (it passed with a FAILED output before)."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(320, 12)).astype("float32")
+    y = (x @ rng.normal(size=(12, 1)) + 0.3 * np.tanh(x[:, :1])).astype(
+        "float32")
+    model = keras.Sequential([keras.Input((12,)),
+                              keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(1, name="score")])
+    model.compile("adam", "mse")
+    model.fit(x, y, epochs=40, verbose=0)
+    model.save(tmp_path / "reg.h5")
+    np.savez(tmp_path / "reg.npz", x=x, y=y)
+    (tmp_path / "far.yaml").write_text(FAR_RECIPE)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "optimize", str(tmp_path / "reg.h5"), "--data",
+        str(tmp_path / "reg.npz"), "--recipe", str(tmp_path / "far.yaml"),
+        "--target", "micro", "--out", str(out), "--seed", "1"])
+    assert result.exit_code == 1, result.output
+    errors = [l for l in result.output.splitlines() if l.startswith("Error")]
+    assert len(errors) == 1 and "output 'score' (regression) mae_growth" \
+        in errors[0], result.output
+    assert not (out / "model.tflite").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert report["validation"]["passed"] is False
+    comp = report["comparison"]
+    assert comp["verdict"]["metric"] == "score mae_growth"
+    assert comp["verdict"]["compressed_value"] > 0.01
+    assert comp["int8_ptq"]["outputs"]["score"]["passed"] is True

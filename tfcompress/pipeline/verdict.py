@@ -77,7 +77,14 @@ def summary(art) -> dict:
         else micro.get("arena_bytes"),
         "latency_ms": _latency_ms(art.tflite),
         "tflm_passed": micro.get("passed") if micro else None,
+        "outputs": {name: {k: o.get(k) for k in _OUTPUT_KEYS}
+                    for name, o in lite.get("outputs", {}).items()},
     }
+
+
+#: what the guard reads of each output's verdict (converters.verdicts)
+_OUTPUT_KEYS = ("task", "metric", "value", "threshold", "higher_is_better",
+                "passed")
 
 
 def ptq_baseline(float_model, x_calib, x_eval, y_eval=None, *,
@@ -117,15 +124,16 @@ def judge(compressed: dict, ptq: dict, float_metrics: dict, *,
     With labels the metric is accuracy; without, top-1 agreement with the
     float model (the float model agrees with itself: 1.0). Fails when the
     compressed model is more than ``max_drop`` below the float model or
-    below the PTQ baseline.
+    below the PTQ baseline. A model without either (regression,
+    reconstruction, embeddings) is judged by :func:`judge_outputs`.
     """
     metric = "accuracy" if compressed.get("accuracy") is not None else \
         "agreement"
     ref = float_metrics.get(metric, 1.0 if metric == "agreement" else None)
     got, base = compressed.get(metric), ptq.get(metric)
     if got is None or ref is None:
-        return Verdict(True, metric, ref, base, got, max_drop, None, None,
-                       None)
+        return judge_outputs(compressed, ptq, recipe=recipe) or Verdict(
+            True, metric, ref, base, got, max_drop, None, None, None)
     vs_float = round(float(ref) - float(got), 6)
     vs_ptq = None if base is None else round(float(base) - float(got), 6)
     worst = max(vs_float, vs_ptq if vs_ptq is not None else -1.0)
@@ -145,6 +153,49 @@ def judge(compressed: dict, ptq: dict, float_metrics: dict, *,
             f"point{'s' if max_drop != 0.01 else ''}): not shipped (written "
             f"as {REJECTED_NAME}); try: {hint(recipe)}")
     return verdict
+
+
+def judge_outputs(compressed: dict, ptq: dict, *,
+                  recipe=None) -> Optional[Verdict]:
+    """The guard for outputs without an accuracy: each output's own verdict
+    (its metric against the targets and the float model, within its
+    ``--tolerance``), and, for an error metric (lower is better), at most
+    that tolerance worse than the int8 PTQ baseline. The first output that
+    fails decides; None when no output has a verdict."""
+    verdict = None
+    for name, out in compressed.get("outputs", {}).items():
+        if out.get("value") is None or out.get("passed") is None:
+            continue
+        base = ptq.get("outputs", {}).get(name, {})
+        base_value = base.get("value") if base.get("metric") == \
+            out["metric"] else None
+        vs_ptq = None
+        if base_value is not None and not out.get("higher_is_better"):
+            vs_ptq = round(float(out["value"]) - float(base_value), 6)
+        passed = bool(out["passed"]) and (vs_ptq is None or
+                                          vs_ptq <= out["threshold"] + 1e-9)
+        this = Verdict(passed, f"{name} {out['metric']}", None, base_value,
+                       out["value"], out["threshold"], None, vs_ptq)
+        if not passed:
+            if out["passed"]:
+                why = (f"is more than {out['threshold']:.4g} above the int8 "
+                       f"PTQ model's {base_value:.4g}")
+            else:
+                bound = "at least" if out.get("higher_is_better") else \
+                    "at most"
+                why = (f"must be {bound} {out['threshold']:.4g} (int8 PTQ: "
+                       f"{_num(base_value)})")
+            this.message = (
+                f"compressed output '{name}' ({out['task']}) {out['metric']} "
+                f"{out['value']:.4g} {why}: not shipped (written as "
+                f"{REJECTED_NAME}); try: {hint(recipe)}")
+            return this
+        verdict = verdict or this
+    return verdict
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def float_metrics(float_model, x_eval, y_eval) -> dict:
@@ -215,9 +266,11 @@ def apply(art, float_model, x_calib, x_eval, y_eval, float_tflite: bytes, *,
         val["failure"] = verdict.message
     if out_dir:  # written with the artifact set (staged, all-or-nothing)
         art.extra_files[PTQ_NAME] = ptq_art.tflite
-    say(f"[{art.name}] {verdict.metric}: float {_pct(verdict.float_value)}, "
-        f"int8 PTQ {_pct(verdict.ptq_value)}, compressed "
-        f"{_pct(verdict.compressed_value)} -> "
+    fmt = _pct if verdict.metric in ("accuracy", "agreement") else _num
+    bound = "" if fmt is _pct else f" (threshold {verdict.max_drop:.4g})"
+    say(f"[{art.name}] {verdict.metric}: float {fmt(verdict.float_value)}, "
+        f"int8 PTQ {fmt(verdict.ptq_value)}, compressed "
+        f"{fmt(verdict.compressed_value)}{bound} -> "
         f"{'passed' if verdict.passed else 'REJECTED'}")
     return verdict.passed
 
