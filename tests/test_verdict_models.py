@@ -269,3 +269,53 @@ def test_targets_shaped_like_the_output_are_not_class_ids():
     check_for_model(x, np.full((10, 6), 0.5, np.float32), model)
     with pytest.raises(DataError, match="labels in"):
         check_for_model(x, np.full(10, 7), model)
+
+
+def test_third_party_float32_tflite_validates_in_tflm(tmp_path):
+    """A plain float32 .tflite (TFLM's hello_world kind) runs in TFLM with
+    its float kernels: validated against its Keras model and LiteRT, arena
+    bisected; a dynamic-range file is still refused in one line."""
+    rng = _seeded()
+    x = rng.uniform(0, 2 * np.pi, size=(300, 1)).astype(np.float32)
+    y = np.sin(x)
+    model = keras.Sequential([keras.Input((1,)),
+                              keras.layers.Dense(48, activation="relu"),
+                              keras.layers.Dense(48, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    model.fit(x, y, epochs=30, verbose=0)   # 48x48 > 1024 weights: the
+    # dynamic-range converter below quantizes that kernel (hybrid op)
+    model.save(tmp_path / "sine.h5")
+    np.savez(tmp_path / "d.npz", x=x[:100], y=y[:100])
+    tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    (tmp_path / "f32.tflite").write_bytes(tflite)
+    result = CliRunner().invoke(main, [
+        "validate", str(tmp_path / "f32.tflite"), "--data",
+        str(tmp_path / "d.npz"), "--target", "micro", "--reference",
+        str(tmp_path / "sine.h5")])
+    assert result.exit_code == 0, result.output
+    lines = dict(ln.split(None, 1) if " " in ln else (ln, "")
+                 for ln in result.output.splitlines() if ln and
+                 not ln.startswith(("litert ", "tflm ", "arena ")))
+    assert lines["input/output"].strip() == "float32/float32", lines
+    assert lines["validation"].strip() == "passed"
+    arena = [ln for ln in result.output.splitlines()
+             if ln.startswith("arena bytes")]
+    assert arena and int(arena[0].split()[-2].split("/")[0].replace(
+        ",", "")) > 0 or int(arena[0].split()[-4]) > 0, arena
+    verdicts = [ln for ln in result.output.splitlines()
+                if ln.startswith(("litert ", "tflm ")) and "passed" in ln]
+    assert any("(regression): passed" in ln and ln.startswith("tflm ")
+               for ln in verdicts), result.output
+    assert any("vs targets and float model (regression): passed" in ln
+               for ln in verdicts), result.output
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]       # dynamic range
+    (tmp_path / "dyn.tflite").write_bytes(conv.convert())
+    result = CliRunner().invoke(main, [
+        "validate", str(tmp_path / "dyn.tflite"), "--data",
+        str(tmp_path / "d.npz"), "--target", "micro"])
+    assert result.exit_code == 1
+    errors = [ln for ln in result.output.splitlines() if ln.startswith(
+        "Error")]
+    assert len(errors) == 1 and "dynamic-range" in errors[0], result.output

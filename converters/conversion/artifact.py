@@ -84,7 +84,13 @@ class Artifact:
                     "output")
         if self.target == "micro":
             from converters.targets import micro
-            micro.check_compatible(self.info)
+            micro.check_compatible(self.info, require_int8=self._int8_only)
+
+    @property
+    def _int8_only(self) -> bool:
+        """micro: refuse float compute, except in a user's float32 file
+        (TFLM has float kernels; what we convert for micro is int8)."""
+        return self.int8_io or self.mode != "float32"
 
     def replace_tflite(self, tflite: bytes) -> None:
         """Swap in the same model with other metadata (e.g. TFLite Metadata
@@ -144,7 +150,8 @@ class Artifact:
         result = validation.validate(
             self.tflite, x, y, info=self.info, target=self.target,
             reference=reference, keras_specs=specs, tasks=tasks,
-            tolerances=tolerances, min_accuracy=min_accuracy)
+            tolerances=tolerances, min_accuracy=min_accuracy,
+            require_int8=self._int8_only)
         self.report["validation"].update(result.report)
         if result.keras:
             self.report["keras"] = result.keras
@@ -365,8 +372,9 @@ def convert(model, representative_data: Optional[np.ndarray] = None, *,
     """
     if target == "micro" and mode not in ("int8", "int16x8"):
         raise ConversionError(
-            f"target micro cannot use mode {mode!r}: TFLM runs only "
-            "full-integer models (no dynamic-range or float16 kernels); use "
+            f"target micro cannot use mode {mode!r}: the micro target "
+            "converts to full-integer models (TFLM has no dynamic-range or "
+            "float16 kernels, and its optimized kernels are integer); use "
             "--mode int8 with representative data")
     started = time.perf_counter()
     if io is not None and io != "int8" or input_range is not None:

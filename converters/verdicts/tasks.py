@@ -85,7 +85,10 @@ def infer(spec: OutputSpec, *, input_shapes: Sequence[tuple] = (),
     classes = shape[-1] if shape else 1
     loss = (spec.loss or "").lower()
     act = (spec.activation or "").lower()
-    like_input = any(tuple(s) == shape for s in input_shapes)
+    # one value per sample is a regression even when the input is one value
+    # (sine: x -> sin x); a reconstruction has several values
+    like_input = int(np.prod(shape)) > 1 and any(tuple(s) == shape
+                                                 for s in input_shapes)
     if loss:
         if any(k in loss for k in _BINARY_LOSSES):
             return "binary", f"loss {spec.loss}"
