@@ -329,6 +329,7 @@ def test_full_keras3_lstm_for_android_is_all_int8(tmp_path_factory):
                               os.path.join(folder, "lstm.npz"),
                               "--out", str(out)])
     assert tb is None and code == 0, text
-    info = flatbuffer.read((out / "android" / "model_int8.tflite").read_bytes())
+    info = flatbuffer.read((out / "android" / "model_int8.tflite")
+                           .read_bytes())
     assert flatbuffer.float_ops(info) == []
     assert "WHILE" not in info.op_names

@@ -16,13 +16,14 @@ any, ``unroll=True``   FULLY_CONNECTED/LOGISTIC/TANH/MUL/ADD per step   yes
 So an int8 conversion refuses a layer that would become a loop, before the
 converter is called (its crash would end the process), with one line naming
 the layer and the way forward: ``--unroll`` (:func:`unrolled`), which unrolls
-the layers that would become loops over their fixed number of time steps and
-leaves a tf_keras LSTM that fuses as it is (the fused op is smaller, and
-TFLM runs it). A model with unrolled layers is converted from its frozen
-function (:mod:`converters.conversion.frozen`): the converter folds the
-weight-only ops of the steps, and every op is int8 (unless the model also
-has a fused LSTM: freezing would turn that one into a loop, so such a model
-is converted unfrozen).
+the recurrent layers over their fixed number of time steps when one of them
+would become a loop, and leaves a model whose recurrent layers all fuse
+(tf_keras LSTMs: the fused op is smaller, and TFLM runs it) as it is. A
+model with unrolled layers is converted from its frozen function
+(:mod:`converters.conversion.frozen`): the converter folds the weight-only
+ops of the steps, and every op is int8, run to run. Freezing turns a fused
+LSTM into a loop, so a model that would mix the two is unrolled whole (one
+built with both, ``unroll=True`` by hand, converts unfrozen).
 """
 
 from __future__ import annotations
@@ -118,17 +119,21 @@ def _generation(model) -> int:
 
 
 def unrolled(model):
-    """A copy of ``model`` with ``unroll=True`` on each recurrent layer that
-    would become a ``WHILE`` loop (:func:`blocking_layers`; same weights):
-    the converter then emits plain per-step ops. A layer that fuses (a
-    tf_keras LSTM) stays as it is; ``model`` itself is returned when no
-    layer needs unrolling.
+    """A copy of ``model`` with ``unroll=True`` on every recurrent layer
+    (same weights) when one would become a ``WHILE`` loop
+    (:func:`blocking_layers`): the converter then emits plain per-step ops.
+    ``model`` itself when none would: its layers are unrolled already or
+    fuse (a tf_keras LSTM stays fused). A fusing layer beside a looping one
+    is unrolled too: the unrolled model converts frozen, which would make
+    the fused layer a loop.
 
     Raises:
         ConversionError: a recurrent layer has no fixed number of time
             steps (unrolling needs one); names the layer.
     """
-    targets = {name for name, _ in blocking_layers(model)}
+    targets = {layer.name for layer in _leaves(model)
+               if type(_inner(layer)).__name__ in RECURRENT} \
+        if blocking_layers(model) else set()
     if not targets:
         return model
     for layer in _leaves(model):

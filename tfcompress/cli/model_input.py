@@ -24,10 +24,11 @@ def unroll_option(fn):
     """``--unroll``: unroll recurrent layers for int8 conversion."""
     return click.option(
         "--unroll", is_flag=True,
-        help="Unroll the GRU/LSTM/SimpleRNN layers that would become a loop "
-             "over their time steps so they convert to int8; a tf_keras LSTM "
-             "is left as it is (it fuses into UNIDIRECTIONAL_SEQUENCE_LSTM, "
-             "smaller, and TFLM runs it).")(fn)
+        help="Unroll GRU/LSTM/SimpleRNN layers over their time steps so they "
+             "convert to int8, when one would become a loop; a model whose "
+             "recurrent layers all fuse (tf_keras LSTM into "
+             "UNIDIRECTIONAL_SEQUENCE_LSTM: smaller, and TFLM runs it) is "
+             "left as it is.")(fn)
 
 
 def import_modules(imports) -> None:
