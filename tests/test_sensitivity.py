@@ -107,3 +107,18 @@ def test_budget_plan_meets_real_int8_bytes_on_digits(digits_data):
     assert real <= target
     assert keras_acc > sens.baseline - 0.05
     assert isinstance(result.model, keras.Model)
+
+
+def test_int8_conversion_keeps_integer_token_ids():
+    """The sweep's int8 model of a token-id model takes int32 ids (the
+    DATA.npz dtype), not floats."""
+    from converters.tflite import flatbuffer
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8,), dtype="int32", name="tokens")
+    h = keras.layers.Embedding(50, 4, name="embed")(inp)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(h))
+    x = np.random.default_rng(0).integers(0, 50, size=(32, 8))  # int64
+    info = flatbuffer.read(sens_mod._int8_tflite(model, x))
+    assert info.input_details[0].dtype == "INT32"
+    assert flatbuffer.float_ops(info) == []

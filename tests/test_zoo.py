@@ -35,6 +35,7 @@ def _build(gen: int, folder: str, names) -> subprocess.Popen:
     """Start building ``names`` of generation ``gen`` into ``folder``."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_USE_LEGACY_KERAS", None)
+    os.makedirs(folder, exist_ok=True)
     log = os.path.join(folder, f"build{gen}.log")
     with open(log, "w") as err:            # a file: no pipe to fill
         proc = subprocess.Popen([sys.executable, os.path.join(HERE, "zoo.py"),
@@ -225,9 +226,7 @@ def test_full_zoo_every_command_without_traceback(tmp_path_factory, gen,
         "prune_qat": ["optimize", model, "--recipe", "prune_qat"],
         "sensitivity": ["sensitivity", model, "--max-bytes", "100000"],
     }[command] + ["--data", data_path, "--out", out]
-    extra = [o for o in OPTIONS.get(name, [])
-             if not (o == "--unroll" and command == "sensitivity")]
-    code, text, tb = run_cli(args + extra)
+    code, text, tb = run_cli(args + OPTIONS.get(name, []))
     assert tb is None, f"{name} {command}: {tb!r}"
     if code != 0:
         _one_line_error(text)
@@ -287,7 +286,7 @@ def test_transformer_prune_qat_prunes_attention_and_ships_encoded(
     folder = zoo_dir
     if gen == 2:
         folder = str(tmp_path / "zoo2")
-        _build(2, folder, ("transformer",))
+        _built(_build(2, folder, ("transformer",)))
     out = tmp_path / "out"
     code, text, tb = run_cli([
         "optimize", _model(folder, gen, "transformer"), "--recipe",
@@ -306,3 +305,77 @@ def test_transformer_prune_qat_prunes_attention_and_ships_encoded(
     assert enc.get("encoded") is not False, enc["message"]
     assert report["micro"]["encoding"] != "none"
     assert report["validation"]["micro"]["identical"]
+
+
+def _sensitivity(folder, model, data, out, *extra):
+    return run_cli(["sensitivity", model, "--max-bytes", "100000", "--data",
+                    os.path.join(folder, data + ".npz"), "--out", str(out),
+                    *extra])
+
+
+def _swept(out) -> dict:
+    """sensitivity.json: the baseline accuracy and the ranked layers."""
+    body = json.loads((out / "sensitivity.json").read_text())
+    assert (out / "recipe.yaml").exists()
+    assert body["plan"]["baseline_bytes"] > 0   # the int8 model converted
+    return body["sensitivity"]
+
+
+@pytest.mark.parametrize("gen", [3, pytest.param(2, marks=pytest.mark.slow)])
+def test_sensitivity_on_a_gru_takes_unroll(zoo_dir, gen, tmp_path):
+    """The GRU's one-line error points to --unroll; sensitivity takes it."""
+    model = _model(zoo_dir, gen, "gru")
+    code, out, tb = _sensitivity(zoo_dir, model, "gru", tmp_path / "a")
+    assert tb is None and code == 1
+    assert "--unroll" in _one_line_error(out)
+    code, out, tb = _sensitivity(zoo_dir, model, "gru", tmp_path / "b",
+                                 "--unroll")
+    assert tb is None and code == 0, out
+    swept = _swept(tmp_path / "b")
+    assert swept["baseline"] > 0.4   # 3 classes: the float model's accuracy
+    assert "label" in [row["layer"] for row in swept["layers"]]
+
+
+@pytest.mark.parametrize("gen", [3, pytest.param(2, marks=pytest.mark.slow)])
+def test_sensitivity_keeps_integer_token_ids(zoo_dir, gen, tmp_path):
+    """Token ids stay int32 through the sweep's int8 conversions."""
+    if gen == 2 and not os.path.exists(_model(zoo_dir, 2, "text_embedding")):
+        _built(_build(2, zoo_dir, ("text_embedding",)))
+    code, out, tb = _sensitivity(zoo_dir, _model(zoo_dir, gen,
+                                                 "text_embedding"),
+                                 "text_embedding", tmp_path / "s")
+    assert tb is None and code == 0, out
+    swept = _swept(tmp_path / "s")
+    assert {row["layer"] for row in swept["layers"]} >= {"embed", "label"}
+
+
+@pytest.mark.slow
+def test_unroll_keeps_the_fused_lstm_in_optimize(zoo_dir, tmp_path):
+    """--unroll leaves a tf_keras LSTM that fuses as it is: the PTQ
+    baseline and the QAT model both convert to the fused op."""
+    code, out, tb = run_cli([
+        "optimize", _model(zoo_dir, 2, "lstm"), "--recipe", "prune_qat",
+        "--target", "micro", "--unroll", "--data",
+        os.path.join(zoo_dir, "lstm.npz"), "--out", str(tmp_path / "o")])
+    assert tb is None and code == 0, out
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in report["tflite"]["ops"]
+    assert report["tflite"]["input"]["dtype"] == "int8"
+    assert report["validation"]["micro"]["passed"]
+
+
+@pytest.mark.slow
+def test_full_keras3_lstm_for_android_is_all_int8(tmp_path_factory):
+    """16 units: the Android int8 variant computes on int8 tensors only."""
+    from converters.tflite import flatbuffer
+    folder = _full_zoo(tmp_path_factory, 3)
+    out = tmp_path_factory.mktemp("lstm_android")
+    code, text, tb = run_cli(["convert", _model(folder, 3, "lstm"), "--target",
+                              "android", "--unroll", "--data",
+                              os.path.join(folder, "lstm.npz"),
+                              "--out", str(out)])
+    assert tb is None and code == 0, text
+    info = flatbuffer.read((out / "android" / "model_int8.tflite")
+                           .read_bytes())
+    assert flatbuffer.float_ops(info) == []
+    assert "WHILE" not in info.op_names

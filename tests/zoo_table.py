@@ -33,7 +33,7 @@ COMMANDS = {
 }
 OPTIONS = {"custom": ["--import", "zoo_layers"], "lambda": ["--unsafe"],
            "gru": ["--unroll"], "lstm": ["--unroll"]}
-_CONVERTING = ("micro", "android", "prune_qat")   # take --unroll
+_CONVERTING = ("micro", "android", "prune_qat", "sensitivity")  # --unroll
 
 
 def _env() -> dict:

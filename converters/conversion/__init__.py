@@ -9,6 +9,8 @@ Modules:
         traced to, with a fixed batch of 1, and its inputs by name.
     recurrent: GRU/LSTM/SimpleRNN: fused, unrolled (``--unroll``) or refused
         by name before the converter would build a loop.
+    frozen: the frozen, constant-folded function an unrolled model is
+        converted from (its signature kept; no gate SPLIT left float).
     int8_forms: Keras 3 LayerNormalization and Embedding traced without the
         float-only ops (NEG, SELECT) TFLM lacks.
     precision: per-layer activation precision (int8, int16x8, float) applied

@@ -74,7 +74,8 @@ def representative_dataset(x, samples: int = CALIBRATION_SAMPLES):
     names = list(x) if isinstance(x, dict) else None
     arrays = list(x.values()) if names else (
         list(x) if isinstance(x, (list, tuple)) else [x])
-    arrays = [_calibration_array(a)[:samples] for a in arrays]
+    from converters.conversion.signature import as_input
+    arrays = [as_input(a)[:samples] for a in arrays]
     count = min(len(a) for a in arrays)
 
     def gen():
@@ -86,33 +87,25 @@ def representative_dataset(x, samples: int = CALIBRATION_SAMPLES):
     return gen
 
 
-def _calibration_array(a) -> np.ndarray:
-    a = np.asarray(a)
-    if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
-        return a.astype(np.int32) if a.dtype == np.int64 else a
-    return a.astype(np.float32)
-
-
-def _converter(model, frozen: bool = False):
+def _converter(model):
     """A converter for a SavedModel path, or for a Keras model traced with
     a fixed batch of 1 (:mod:`converters.conversion.signature`).
 
-    ``frozen`` converts the function with its variables folded into
-    constants first: the converter then folds weight-only ops (the split
-    kernels of an unrolled Keras 3 LSTM, half the bytes) but writes no
-    signature."""
+    A model with unrolled recurrent layers is converted from its frozen,
+    folded function (:mod:`converters.conversion.frozen`; its signature
+    kept): the weight-only ops of the steps fold (the split kernels of a
+    Keras 3 LSTM, half the bytes) and no gate ``SPLIT`` stays float."""
     tf = _tf()
     if isinstance(model, str):
         return tf.lite.TFLiteConverter.from_saved_model(model)
-    from converters.conversion.signature import serving_function, trackable
-    function = serving_function(model)
-    if frozen:
-        from tensorflow.python.framework.convert_to_constants import (
-            convert_variables_to_constants_v2)
+    from converters.conversion import signature
+    from converters.conversion.frozen import frozen_function
+    from converters.conversion.recurrent import has_fused, has_unrolled
+    if has_unrolled(model) and not has_fused(model):   # see frozen.py
         return tf.lite.TFLiteConverter.from_concrete_functions(
-            [convert_variables_to_constants_v2(function)])
+            [frozen_function(model)], tf.Module())
     return tf.lite.TFLiteConverter.from_concrete_functions(
-        [function], trackable(model))
+        [signature.serving_function(model)], signature.trackable(model))
 
 
 def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
@@ -143,16 +136,12 @@ def convert_bytes(model, representative_data: Optional[np.ndarray] = None,
                 "array of model inputs (e.g. 100-500 training samples)")
     if mode == "int4":
         return _int4(convert_bytes(model, mode="float32", unroll=unroll))
-    frozen = False
     if not isinstance(model, str):
         from converters.conversion import recurrent
-        from converters.loading.generation import is_keras3
         if unroll:
-            unrolled = recurrent.unrolled(model)
-            frozen = unrolled is not model and is_keras3(model)
-            model = unrolled
+            model = recurrent.unrolled(model)
         recurrent.check(model, mode)
-    conv = _converter(model, frozen)
+    conv = _converter(model)
     if mode == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]

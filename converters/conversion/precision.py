@@ -31,8 +31,8 @@ import re
 import warnings
 from typing import Dict, Iterable, List, Mapping, Optional
 
-import numpy as np
 
+from converters.conversion.signature import as_input
 from converters.errors import ConversionError
 
 PRECISIONS = ("int8", "int16", "float")
@@ -210,7 +210,7 @@ class Quantizer:
         if set(arrays) != set(names):
             raise ValueError(f"calibration data has inputs {sorted(arrays)} "
                              f"but the model's signature wants {names}")
-        arrays = {k: np.asarray(v, np.float32)[:samples]
+        arrays = {k: as_input(v)[:samples]
                   for k, v in arrays.items()}
         rows = min(len(a) for a in arrays.values())
         if rows == 0:

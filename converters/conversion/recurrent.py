@@ -16,7 +16,14 @@ any, ``unroll=True``   FULLY_CONNECTED/LOGISTIC/TANH/MUL/ADD per step   yes
 So an int8 conversion refuses a layer that would become a loop, before the
 converter is called (its crash would end the process), with one line naming
 the layer and the way forward: ``--unroll`` (:func:`unrolled`), which unrolls
-every recurrent layer over its fixed number of time steps.
+the recurrent layers over their fixed number of time steps when one of them
+would become a loop, and leaves a model whose recurrent layers all fuse
+(tf_keras LSTMs: the fused op is smaller, and TFLM runs it) as it is. A
+model with unrolled layers is converted from its frozen function
+(:mod:`converters.conversion.frozen`): the converter folds the weight-only
+ops of the steps, and every op is int8, run to run. Freezing turns a fused
+LSTM into a loop, so a model that would mix the two is unrolled whole (one
+built with both, ``unroll=True`` by hand, converts unfrozen).
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from typing import List, Tuple
 
 from converters.errors import ConversionError
 
-__all__ = ["RECURRENT", "blocking_layers", "check", "unrolled"]
+__all__ = ["RECURRENT", "blocking_layers", "check", "has_fused",
+           "has_unrolled", "unrolled"]
 
 #: Keras recurrent layer classes (both generations use these names)
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D",
@@ -68,6 +76,20 @@ def blocking_layers(model) -> List[Tuple[str, str]]:
     return found
 
 
+def has_unrolled(model) -> bool:
+    """Whether ``model`` has a recurrent layer with ``unroll=True``."""
+    return any(type(_inner(layer)).__name__ in RECURRENT and
+               getattr(_inner(layer), "unroll", False)
+               for layer in _leaves(model))
+
+
+def has_fused(model) -> bool:
+    """Whether ``model`` has a layer the converter fuses (a tf_keras LSTM,
+    fused only from the unfrozen function)."""
+    return any(_fuses(layer) and not getattr(layer, "unroll", False)
+               for layer in _leaves(model))
+
+
 def check(model, mode: str) -> None:
     """Refuse a calibrated (int8, int16x8) conversion of a model with a
     recurrent layer that would become a loop.
@@ -98,14 +120,20 @@ def _generation(model) -> int:
 
 def unrolled(model):
     """A copy of ``model`` with ``unroll=True`` on every recurrent layer
-    (same weights): the converter then emits plain per-step ops.
+    (same weights) when one would become a ``WHILE`` loop
+    (:func:`blocking_layers`): the converter then emits plain per-step ops.
+    ``model`` itself when none would: its layers are unrolled already or
+    fuse (a tf_keras LSTM stays fused). A fusing layer beside a looping one
+    is unrolled too: the unrolled model converts frozen, which would make
+    the fused layer a loop.
 
     Raises:
         ConversionError: a recurrent layer has no fixed number of time
             steps (unrolling needs one); names the layer.
     """
     targets = {layer.name for layer in _leaves(model)
-               if type(_inner(layer)).__name__ in RECURRENT}
+               if type(_inner(layer)).__name__ in RECURRENT} \
+        if blocking_layers(model) else set()
     if not targets:
         return model
     for layer in _leaves(model):

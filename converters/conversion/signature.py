@@ -20,8 +20,8 @@ from typing import Dict, List, Mapping, Sequence, Union
 
 import numpy as np
 
-__all__ = ["feed", "input_names", "output_names", "serving_function",
-           "trackable"]
+__all__ = ["as_input", "feed", "input_names", "output_names",
+           "serving_function", "trackable"]
 
 Inputs = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
 
@@ -51,6 +51,15 @@ def _producer(tensor) -> str:
     if getattr(layer, "name", None):
         return layer.name
     return tensor.name.split(":")[0].split("/")[0]
+
+
+def as_input(a) -> np.ndarray:
+    """``a`` in the dtype a converted model takes it: floats as float32,
+    integers (token ids) and booleans kept (int64 as int32)."""
+    a = np.asarray(a)
+    if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
+        return a.astype(np.int32) if a.dtype == np.int64 else a
+    return a.astype(np.float32)
 
 
 def feed(model, x: Inputs) -> List[np.ndarray]:

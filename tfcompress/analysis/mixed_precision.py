@@ -34,6 +34,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from converters.conversion.signature import as_input
 from tfcompress.analysis import sensitivity as sens_mod
 
 #: weight bits -> values per kernel (None: plain int8)
@@ -103,7 +104,7 @@ def layer_bytes(weights: int, channels: int, bits: int) -> int:
 def analyze(model, x: np.ndarray, y: np.ndarray, *,
             bits=(4, 2, 1), batch_size: int = 256) -> Sensitivity:
     """Accuracy drop of each layer alone at each of ``bits``, untrained."""
-    x = np.asarray(x, np.float32)
+    x = as_input(x)
     base = sens_mod._accuracy(model, x, y, None, batch_size)  # noqa: SLF001
     rows = []
     for layer, _, allowed in sens_mod._candidates(model):  # noqa: SLF001
@@ -199,7 +200,7 @@ def choose(model, sens: Sensitivity, x: np.ndarray, y: np.ndarray, *,
         raise ValueError("choose: give exactly one of max_bytes (flash bytes "
                          "of the LUT-compressed int8 model) or "
                          "max_accuracy_drop (a fraction)")
-    x = np.asarray(x, np.float32)
+    x = as_input(x)
     rows = {r["layer"]: r for r in sens.layers}
     int8 = len(sens_mod._int8_tflite(model, x))  # noqa: SLF001
     base = int8 - sum(r["weights"] for r in rows.values())

@@ -39,6 +39,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from converters.conversion import precision as prec
+from converters.conversion.signature import as_input
 
 #: what each target may use per layer, cheapest first
 CHOICES = {"micro": ("int8", "int16"),
@@ -150,7 +151,7 @@ class Evaluator:
             raise ValueError(f"unknown target {target!r}; valid: "
                              f"{sorted(CHOICES)}")
         self.target = target
-        self.x = np.asarray(x, np.float32)
+        self.x = as_input(x)
         self.reference = np.asarray(model.predict(
             self.x, batch_size=256, verbose=0)).reshape(len(self.x), -1)
         self.y = (self.reference.argmax(1) if y is None

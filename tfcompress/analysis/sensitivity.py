@@ -45,6 +45,7 @@ import numpy as np
 
 from converters import progress
 from converters.conversion.artifact import gzip_bytes  # the size report.json gives
+from converters.conversion.signature import as_input  # token ids stay int
 from tfcompress.keras2 import clustering
 from tfcompress.keras2 import pruning
 from tfcompress.keras2.env import keras
@@ -216,7 +217,7 @@ def analyze(model, x: np.ndarray, y: Optional[np.ndarray] = None, *,
     Returns:
         :class:`Sensitivity`; drops are fractions (0.02 = 2 points).
     """
-    x = np.asarray(x, np.float32)
+    x = as_input(x)
     reference = np.argmax(model.predict(x, batch_size=batch_size, verbose=0)
                           .reshape(len(x), -1), -1)
     base = _accuracy(model, x, y, reference, batch_size)
@@ -273,7 +274,7 @@ def apply_settings(model, settings: Dict[str, dict]):
 
 def _int8_tflite(model, x) -> bytes:
     from converters.conversion.modes import convert_bytes
-    return convert_bytes(model, np.asarray(x, np.float32)[:200], mode="int8")
+    return convert_bytes(model, as_input(x)[:200], mode="int8")
 
 
 def _options(layer, sens_row: dict, k: Optional[int]
@@ -395,7 +396,7 @@ def choose(model, sens: Sensitivity, x: np.ndarray, *,
         best.measured_bytes = gzip_bytes(_int8_tflite(compressed, x))
     if y is not None:
         best.measured_drop = round(sens.baseline - _accuracy(
-            compressed, np.asarray(x, np.float32), y, None, 256), 6)
+            compressed, as_input(x), y, None, 256), 6)
     return best
 
 
@@ -439,8 +440,7 @@ def write(sens: Sensitivity, plan: Optional[Plan], out_dir: str, *,
     body = {"sensitivity": sens.to_dict(),
             "plan": plan.to_dict() if plan is not None else None}
     atomic_write(paths["json"], json.dumps(body, indent=2))
-    png = plot(sens, os.path.join(out_dir, "sensitivity.png"))
-    if png:
+    if png := plot(sens, os.path.join(out_dir, "sensitivity.png")):
         paths["png"] = png
     if plan is not None:
         paths["recipe"] = os.path.join(out_dir, "recipe.yaml")

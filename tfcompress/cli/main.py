@@ -371,9 +371,11 @@ def _device(name, ram, flash):
 @click.option("--target", type=click.Choice(TARGETS), default="micro",
               show_default=True, help="The target of --activations.")
 @import_option
+@unroll_option
 @_errors
 def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
-                out_dir, unsafe, weight_bits, activations, target, imports):
+                out_dir, unsafe, weight_bits, activations, target, imports,
+                unroll):
     """Measure per-layer sensitivity and write a recipe that meets a budget.
 
     \b
@@ -387,8 +389,8 @@ def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
         raise click.UsageError("give exactly one of --max-bytes and "
                                "--max-accuracy-drop (both with --activations)")
     keras_model, x, y = load_model_and_data(
-        model, data_path, unsafe=unsafe, imports=imports, trains="sensitivity")
-    from tfcompress.analysis import sensitivity as sens
+        model, data_path, unsafe=unsafe, imports=imports, trains="sensitivity",
+        unroll=unroll)
     _log(f"[{_stem(model)}] sweeping {len(keras_model.layers)} layers")
     if activations:
         return printing.precision(keras_model, x, y, target, max_bytes,
@@ -396,16 +398,8 @@ def sensitivity(model, data_path, max_bytes, max_accuracy_drop, epochs,
     if weight_bits:
         return printing.mixed_precision(keras_model, x, y, max_bytes,
                                 max_accuracy_drop, epochs, out_dir)
-    result = sens.analyze(keras_model, x, y)
-    plan = sens.choose(keras_model, result, x, y=y, max_bytes=max_bytes,
-                       max_accuracy_drop=max_accuracy_drop)
-    paths = sens.write(result, plan, out_dir, epochs=epochs)
-    click.echo(f"baseline int8 gzip bytes  {plan.baseline_bytes}")
-    click.echo(f"estimated gzip bytes      {plan.estimated_bytes}")
-    click.echo(f"predicted accuracy drop   {plan.predicted_drop:.4f}")
-    for key in ("recipe", "png", "json"):
-        if key in paths:
-            click.echo(f"{key:<26}{paths[key]}")
+    printing.sensitivity(keras_model, x, y, max_bytes, max_accuracy_drop,
+                         epochs, out_dir)
 
 
 def _android_options(labels_path, normalization, io=None, task=None,

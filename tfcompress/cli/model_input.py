@@ -25,7 +25,10 @@ def unroll_option(fn):
     return click.option(
         "--unroll", is_flag=True,
         help="Unroll GRU/LSTM/SimpleRNN layers over their time steps so they "
-             "convert to int8 (a tf_keras LSTM converts without it).")(fn)
+             "convert to int8, when one would become a loop; a model whose "
+             "recurrent layers all fuse (tf_keras LSTM into "
+             "UNIDIRECTIONAL_SEQUENCE_LSTM: smaller, and TFLM runs it) is "
+             "left as it is.")(fn)
 
 
 def import_modules(imports) -> None:
@@ -35,10 +38,12 @@ def import_modules(imports) -> None:
 
 
 def load_model_and_data(model_path: str, data_path: str, *, unsafe: bool,
-                        imports=(), trains=None):
+                        imports=(), trains=None, unroll: bool = False):
     """``(model, x, y)``: the loaded model (a Keras model, or a SavedModel
     path) and DATA.npz arranged for it (:func:`for_model`). ``trains``
-    (a command name): the model must have one input and one output."""
+    (a command name): the model must have one input and one output.
+    ``unroll``: the model with its looping recurrent layers unrolled
+    (:func:`converters.conversion.recurrent.unrolled`)."""
     import_modules(imports)
     from tfcompress.pipeline import data as datasets
     arrays = datasets.read_npz(data_path)
@@ -50,6 +55,9 @@ def load_model_and_data(model_path: str, data_path: str, *, unsafe: bool,
         x, y = datasets.load_npz(data_path)
         return model, x, y
     x, y = datasets.for_model(arrays, model, data_path)
+    if unroll:
+        from converters.conversion.recurrent import unrolled
+        model = unrolled(model)
     if trains == "sensitivity":
         datasets.check_classifier(model, y, trains)
     return model, x, y

@@ -49,6 +49,22 @@ def summary(report: dict) -> None:
 
 
 
+def sensitivity(model, x, y, max_bytes, max_accuracy_drop, epochs,
+                out_dir) -> None:
+    """``sensitivity`` (pruning and clustering): analyze, plan, write."""
+    from tfcompress.analysis import sensitivity as sens
+    result = sens.analyze(model, x, y)
+    plan = sens.choose(model, result, x, y=y, max_bytes=max_bytes,
+                       max_accuracy_drop=max_accuracy_drop)
+    paths = sens.write(result, plan, out_dir, epochs=epochs)
+    click.echo(f"baseline int8 gzip bytes  {plan.baseline_bytes}")
+    click.echo(f"estimated gzip bytes      {plan.estimated_bytes}")
+    click.echo(f"predicted accuracy drop   {plan.predicted_drop:.4f}")
+    for key in ("recipe", "png", "json"):
+        if key in paths:
+            click.echo(f"{key:<26}{paths[key]}")
+
+
 def mixed_precision(model, x, y, max_bytes, max_accuracy_drop, epochs,
                      out_dir) -> None:
     from tfcompress.analysis import mixed_precision as mixed
