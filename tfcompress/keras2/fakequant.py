@@ -1,0 +1,140 @@
+"""Cheaper training steps for tfmot's moving-average activation quantizer.
+
+tfmot's ``MovingAverageQuantizer`` (every activation of a QAT model) costs,
+per training step and activation: the batch min and max (two passes),
+``FakeQuantWithMinMaxVars`` and its gradient op, which also reduces the
+gradients below and above the range into gradients for ``min`` and
+``max``: two more passes, for variables that are not trainable. On a DS-CNN
+step that gradient op alone is about half of what QAT adds.
+
+:class:`FastMovingAverageQuantizer` computes the same values and the same
+input gradient with less work:
+
+- the input gradient is the op's own straight-through mask
+  (``nudged_min <= x <= nudged_max``, with TensorFlow's nudging of the
+  range), without the ``min``/``max`` reductions nobody uses;
+- after a ReLU (or ReLU6) the input is never negative, so ``min(batch_min,
+  0)`` is 0 without a pass over the batch, and the mask is ``x <=
+  nudged_max``: one subtraction and a ``ReluGrad``.
+
+:func:`speed_up` switches the activation quantizers of a QAT model to it in
+place (inference, per-axis and symmetric quantizers keep tfmot's code).
+Saved models keep tfmot's class: the quantizers are rebuilt from the
+quantize configs, which do not change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfcompress.keras2.env import tf
+
+from tensorflow_model_optimization.python.core.quantization.keras import (
+    quantize_wrapper, quantizers)
+
+#: graph ops whose outputs are never negative.
+NONNEGATIVE_OPS = ("Relu", "Relu6")
+EMA_DECAY = 0.999  # tfmot's MovingAverageQuantizer
+
+
+def nudged_range(low, high, num_bits: int = 8, narrow_range: bool = False):
+    """``(nudged_min, nudged_max)``: TensorFlow's ``Nudge`` of the fake-quant
+    kernels, in float32 graph ops (the range moved so that 0 is exactly
+    representable; the same float operations, so the same values)."""
+    quant_min = np.float32(1 if narrow_range else 0)
+    quant_max = np.float32((1 << num_bits) - 1)
+    # DivNoNan: Grappler turns a division by a constant into a multiplication
+    # by its reciprocal, which can round differently from the kernel
+    scale = tf.math.divide_no_nan(high - low, quant_max - quant_min)
+    from_min = quant_min - low / scale
+    whole = tf.floor(from_min)   # std::round: halves away from zero
+    rounded = whole + tf.cast(from_min - whole >= 0.5, tf.float32)
+    zero_point = tf.where(from_min < quant_min, quant_min,
+                          tf.where(from_min > quant_max, quant_max, rounded))
+    return (quant_min - zero_point) * scale, (quant_max - zero_point) * scale
+
+
+#: below this a float32's next value up is subnormal (flushed to zero in
+#: TensorFlow's kernels), so ``next_up - x`` cannot mark ``x == high``.
+_TINY = np.float32(2.0 ** -100)
+
+
+def fake_quant_nonnegative(inputs, low, high, num_bits: int = 8,
+                           narrow_range: bool = False):
+    """``tf.quantization.fake_quant_with_min_max_vars`` of ``inputs >= 0``
+    (a ReLU's output) with only the input gradient: the op's own mask
+    ``nudged_min <= x <= nudged_max``, which for ``x >= 0 >= nudged_min``
+    is ``x <= nudged_max``, as ``ReluGrad(dy, next_up(nudged_max) - x)``.
+    """
+    @tf.custom_gradient
+    def _quantize(x):
+        out = tf.quantization.fake_quant_with_min_max_vars(
+            x, low, high, num_bits=num_bits, narrow_range=narrow_range)
+
+        def grad(upstream):
+            lo, hi = nudged_range(low, high, num_bits, narrow_range)
+            both_zero = tf.logical_and(tf.equal(low, 0.0), tf.equal(high, 0.0))
+
+            def fast():
+                above = tf.math.nextafter(hi, np.float32(np.inf))
+                return tf.raw_ops.ReluGrad(gradients=upstream,
+                                           features=above - x)
+
+            def exact():  # the kernel's own rule, for degenerate ranges
+                inside = tf.logical_or(
+                    both_zero, tf.logical_and(x >= lo, x <= hi))
+                return tf.where(inside, upstream, tf.zeros_like(upstream))
+            usual = tf.logical_and(tf.logical_not(both_zero), hi >= _TINY)
+            return tf.cond(usual, fast, exact)
+        return out, grad
+    return _quantize(inputs)
+
+
+def _nonnegative(inputs) -> bool:
+    if tf.executing_eagerly():
+        return False
+    return getattr(getattr(inputs, "op", None), "type", None) in \
+        NONNEGATIVE_OPS
+
+
+class FastMovingAverageQuantizer(quantizers.MovingAverageQuantizer):
+    """tfmot's ``MovingAverageQuantizer`` (same ranges, outputs and input
+    gradients) with the cheaper training step described above."""
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if (training is not True or self.per_axis or self.symmetric
+                or not _nonnegative(inputs)):
+            return super().__call__(inputs, training, weights, **kwargs)
+        with tf.name_scope("MovingAvgQuantize"):
+            # min(batch min, 0) of values >= 0 is 0: no pass over the batch
+            range_max = tf.maximum(
+                tf.math.reduce_max(inputs, name="BatchMax"), 0.0)
+            low = tf.__internal__.train.assign_moving_average(
+                weights["min_var"], tf.constant(0.0), EMA_DECAY,
+                zero_debias=False, name="AssignMinEma")
+            high = tf.__internal__.train.assign_moving_average(
+                weights["max_var"], range_max, EMA_DECAY, zero_debias=False,
+                name="AssignMaxEma")
+            return fake_quant_nonnegative(inputs, low, high, self.num_bits,
+                                          self.narrow_range)
+
+
+def _activation_quantizers(model):
+    for layer in model.layers:
+        if not isinstance(layer, quantize_wrapper.QuantizeWrapper):
+            continue
+        yield from getattr(layer, "_output_quantizers", None) or ()
+        for act in getattr(layer, "_quantize_activations", None) or ():
+            yield act.quantizer
+
+
+def speed_up(model) -> int:
+    """Switch ``model``'s activation quantizers that are tfmot's
+    ``MovingAverageQuantizer`` to :class:`FastMovingAverageQuantizer`, in
+    place; returns how many were switched."""
+    count = 0
+    for quantizer in _activation_quantizers(model):
+        if type(quantizer) is quantizers.MovingAverageQuantizer:
+            quantizer.__class__ = FastMovingAverageQuantizer
+            count += 1
+    return count
