@@ -25,8 +25,8 @@ def _ranges(rng):
 
 def test_gradient_is_the_kernels_own_mask_at_the_range_edges():
     """Values and input gradients equal TensorFlow's fake-quant op, also
-    exactly at the nudged maximum and the float just above it, in a graph
-    (where Grappler rewrites arithmetic) and eagerly."""
+    exactly at the nudged ends of the range and the floats next to them,
+    in a graph (where Grappler rewrites arithmetic) and eagerly."""
     rng = np.random.default_rng(0)
     lv, hv = tf.Variable(0.0), tf.Variable(0.0)
 
@@ -34,18 +34,20 @@ def test_gradient_is_the_kernels_own_mask_at_the_range_edges():
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
             ref = tf.quantization.fake_quant_with_min_max_vars(x, lv, hv)
-            got = fakequant.fake_quant_nonnegative(
+            got = fakequant.fake_quant(
                 x, lv.read_value(), hv.read_value())
         return (ref, got, tape.gradient(ref, x, output_gradients=dy),
                 tape.gradient(got, x, output_gradients=dy))
     graph = tf.function(both)
     for low, high in _ranges(rng):
         lo, hi = [t.numpy() for t in fakequant.nudged_range(low, high)]
-        x = np.abs(rng.normal(size=500)).astype(np.float32) * max(
+        x = rng.normal(size=500).astype(np.float32) * max(
             float(high - low), 1e-3) * 1.5
-        edges = [0.0, hi, np.nextafter(hi, np.float32(np.inf)),
-                 np.nextafter(hi, np.float32(-np.inf))]
-        x[:4] = np.nan_to_num(np.maximum(edges, 0.0))
+        up, down = np.float32(np.inf), np.float32(-np.inf)
+        edges = [0.0, hi, np.nextafter(hi, up), np.nextafter(hi, down),
+                 lo, np.nextafter(lo, up), np.nextafter(lo, down)]
+        x[:7] = np.nan_to_num(edges)
+        x[250:] = np.abs(x[250:])   # and a ReLU's output
         x, dy = tf.constant(x), tf.constant(rng.normal(size=500), tf.float32)
         lv.assign(low)
         hv.assign(high)

@@ -1,26 +1,24 @@
 """Cheaper training steps for tfmot's moving-average activation quantizer.
 
-tfmot's ``MovingAverageQuantizer`` (every activation of a QAT model) costs,
-per training step and activation: the batch min and max (two passes),
-``FakeQuantWithMinMaxVars`` and its gradient op, which also reduces the
-gradients below and above the range into gradients for ``min`` and
-``max``: two more passes, for variables that are not trainable. On a DS-CNN
-step that gradient op alone is about half of what QAT adds.
+tfmot's ``MovingAverageQuantizer`` (on every activation of a QAT model)
+costs, per training step and activation: the batch min and max (a pass each),
+``FakeQuantWithMinMaxVars`` and its gradient op, which besides the input
+gradient reduces the gradients below and above the range into gradients for
+``min`` and ``max`` (two more passes, for variables that are not trainable).
 
-:class:`FastMovingAverageQuantizer` computes the same values and the same
-input gradient with less work:
+:class:`FastMovingAverageQuantizer` computes the same outputs, input
+gradients and ranges with less work:
 
-- the input gradient is the op's own straight-through mask
-  (``nudged_min <= x <= nudged_max``, with TensorFlow's nudging of the
-  range), without the ``min``/``max`` reductions nobody uses;
+- the input gradient is the op's own mask (``nudged_min <= x <=
+  nudged_max``, TensorFlow's nudging of the range reproduced exactly)
+  applied by ``QuantizeAndDequantizeV4Grad``: one pass, no reductions;
 - after a ReLU (or ReLU6) the input is never negative, so ``min(batch_min,
-  0)`` is 0 without a pass over the batch, and the mask is ``x <=
-  nudged_max``: one subtraction and a ``ReluGrad``.
+  0)`` is 0 without a pass over the batch.
 
 :func:`speed_up` switches the activation quantizers of a QAT model to it in
 place (inference, per-axis and symmetric quantizers keep tfmot's code).
-Saved models keep tfmot's class: the quantizers are rebuilt from the
-quantize configs, which do not change.
+Saved models keep tfmot's class: quantizers are rebuilt from the quantize
+configs, which do not change.
 """
 
 from __future__ import annotations
@@ -54,17 +52,14 @@ def nudged_range(low, high, num_bits: int = 8, narrow_range: bool = False):
     return (quant_min - zero_point) * scale, (quant_max - zero_point) * scale
 
 
-#: below this a float32's next value up is subnormal (flushed to zero in
-#: TensorFlow's kernels), so ``next_up - x`` cannot mark ``x == high``.
-_TINY = np.float32(2.0 ** -100)
-
-
-def fake_quant_nonnegative(inputs, low, high, num_bits: int = 8,
-                           narrow_range: bool = False):
-    """``tf.quantization.fake_quant_with_min_max_vars`` of ``inputs >= 0``
-    (a ReLU's output) with only the input gradient: the op's own mask
-    ``nudged_min <= x <= nudged_max``, which for ``x >= 0 >= nudged_min``
-    is ``x <= nudged_max``, as ``ReluGrad(dy, next_up(nudged_max) - x)``.
+@tf.autograph.experimental.do_not_convert
+def fake_quant(inputs, low, high, num_bits: int = 8,
+               narrow_range: bool = False):
+    """``tf.quantization.fake_quant_with_min_max_vars`` with only the input
+    gradient: the op's own mask ``nudged_min <= x <= nudged_max`` applied by
+    ``QuantizeAndDequantizeV4Grad`` (one pass, no reductions) to the
+    nudged range, instead of the op's gradient, which also reduces the
+    gradients outside the range into gradients for ``low`` and ``high``.
     """
     @tf.custom_gradient
     def _quantize(x):
@@ -73,19 +68,14 @@ def fake_quant_nonnegative(inputs, low, high, num_bits: int = 8,
 
         def grad(upstream):
             lo, hi = nudged_range(low, high, num_bits, narrow_range)
+
+            def masked():
+                return tf.raw_ops.QuantizeAndDequantizeV4Grad(
+                    gradients=upstream, input=x, input_min=lo,
+                    input_max=hi)[0]
+            # the kernels pass every gradient when both ends are 0
             both_zero = tf.logical_and(tf.equal(low, 0.0), tf.equal(high, 0.0))
-
-            def fast():
-                above = tf.math.nextafter(hi, np.float32(np.inf))
-                return tf.raw_ops.ReluGrad(gradients=upstream,
-                                           features=above - x)
-
-            def exact():  # the kernel's own rule, for degenerate ranges
-                inside = tf.logical_or(
-                    both_zero, tf.logical_and(x >= lo, x <= hi))
-                return tf.where(inside, upstream, tf.zeros_like(upstream))
-            usual = tf.logical_and(tf.logical_not(both_zero), hi >= _TINY)
-            return tf.cond(usual, fast, exact)
+            return tf.cond(both_zero, lambda: tf.identity(upstream), masked)
         return out, grad
     return _quantize(inputs)
 
@@ -101,22 +91,26 @@ class FastMovingAverageQuantizer(quantizers.MovingAverageQuantizer):
     """tfmot's ``MovingAverageQuantizer`` (same ranges, outputs and input
     gradients) with the cheaper training step described above."""
 
+    @tf.autograph.experimental.do_not_convert
     def __call__(self, inputs, training, weights, **kwargs):
-        if (training is not True or self.per_axis or self.symmetric
-                or not _nonnegative(inputs)):
+        if training is not True or self.per_axis or self.symmetric:
             return super().__call__(inputs, training, weights, **kwargs)
         with tf.name_scope("MovingAvgQuantize"):
-            # min(batch min, 0) of values >= 0 is 0: no pass over the batch
+            if _nonnegative(inputs):   # min(batch min, 0) is 0: no pass
+                range_min = tf.constant(0.0)
+            else:
+                range_min = tf.minimum(
+                    tf.math.reduce_min(inputs, name="BatchMin"), 0.0)
             range_max = tf.maximum(
                 tf.math.reduce_max(inputs, name="BatchMax"), 0.0)
             low = tf.__internal__.train.assign_moving_average(
-                weights["min_var"], tf.constant(0.0), EMA_DECAY,
-                zero_debias=False, name="AssignMinEma")
+                weights["min_var"], range_min, EMA_DECAY, zero_debias=False,
+                name="AssignMinEma")
             high = tf.__internal__.train.assign_moving_average(
                 weights["max_var"], range_max, EMA_DECAY, zero_debias=False,
                 name="AssignMaxEma")
-            return fake_quant_nonnegative(inputs, low, high, self.num_bits,
-                                          self.narrow_range)
+            return fake_quant(inputs, low, high, self.num_bits,
+                              self.narrow_range)
 
 
 def _activation_quantizers(model):
