@@ -30,28 +30,32 @@ def test_gradient_is_the_kernels_own_mask_at_the_range_edges():
     rng = np.random.default_rng(0)
     lv, hv = tf.Variable(0.0), tf.Variable(0.0)
 
-    def both(x, dy):
+    def both(x, dy, act=None):
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
-            ref = tf.quantization.fake_quant_with_min_max_vars(x, lv, hv)
+            h = act(x) if act else x   # the ReLU's gradient fused, too
+            ref = tf.quantization.fake_quant_with_min_max_vars(h, lv, hv)
             got = fakequant.fake_quant(
-                x, lv.read_value(), hv.read_value())
+                h, lv.read_value(), hv.read_value())
         return (ref, got, tape.gradient(ref, x, output_gradients=dy),
                 tape.gradient(got, x, output_gradients=dy))
     graph = tf.function(both)
+    graphs = [lambda x, dy, a=act: graph(x, dy, a)
+              for act in (tf.nn.relu, tf.nn.relu6)]
     for low, high in _ranges(rng):
         lo, hi = [t.numpy() for t in fakequant.nudged_range(low, high)]
         x = rng.normal(size=500).astype(np.float32) * max(
             float(high - low), 1e-3) * 1.5
         up, down = np.float32(np.inf), np.float32(-np.inf)
         edges = [0.0, hi, np.nextafter(hi, up), np.nextafter(hi, down),
-                 lo, np.nextafter(lo, up), np.nextafter(lo, down)]
-        x[:7] = np.nan_to_num(edges)
+                 lo, np.nextafter(lo, up), np.nextafter(lo, down), -0.0,
+                 6.0, np.nextafter(np.float32(6), down), 1e-40, -1e-40]
+        x[:12] = np.nan_to_num(edges)
         x[250:] = np.abs(x[250:])   # and a ReLU's output
         x, dy = tf.constant(x), tf.constant(rng.normal(size=500), tf.float32)
         lv.assign(low)
         hv.assign(high)
-        for fn in (both, graph):
+        for fn in [both, graph] + graphs:
             ref, got, dref, dgot = fn(x, dy)
             np.testing.assert_array_equal(got.numpy(), ref.numpy())
             np.testing.assert_array_equal(dgot.numpy(), dref.numpy(),

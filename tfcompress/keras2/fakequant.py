@@ -52,6 +52,12 @@ def nudged_range(low, high, num_bits: int = 8, narrow_range: bool = False):
     return (quant_min - zero_point) * scale, (quant_max - zero_point) * scale
 
 
+#: the smallest normal float32: ``x >= _SMALLEST`` is the ``x > 0`` of
+#: ``ReluGrad`` (subnormals count as 0 in TensorFlow's CPU kernels)
+_SMALLEST = np.float32(np.finfo(np.float32).tiny)
+_BELOW_SIX = np.nextafter(np.float32(6), np.float32(0))   # Relu6Grad: x < 6
+
+
 @tf.autograph.experimental.do_not_convert
 def fake_quant(inputs, low, high, num_bits: int = 8,
                narrow_range: bool = False):
@@ -60,31 +66,48 @@ def fake_quant(inputs, low, high, num_bits: int = 8,
     ``QuantizeAndDequantizeV4Grad`` (one pass, no reductions) to the
     nudged range, instead of the op's gradient, which also reduces the
     gradients outside the range into gradients for ``low`` and ``high``.
+
+    When ``inputs`` is a ``Relu``/``Relu6`` output in a graph, the gradient
+    is taken for the ReLU's input in the same pass: for ``x >= 0 >=
+    nudged_min`` the two masks together are ``0 < x <= nudged_max`` (and
+    ``x < 6``), so the ReLU's own gradient op is not needed. Python control
+    flow only (not converted by AutoGraph, which tfmot's callers apply).
     """
+    relu = _relu_type(inputs)
+    source = inputs.op.inputs[0] if relu else inputs
+
     @tf.custom_gradient
-    def _quantize(x):
+    def _quantize(unused_source):
         out = tf.quantization.fake_quant_with_min_max_vars(
-            x, low, high, num_bits=num_bits, narrow_range=narrow_range)
+            inputs, low, high, num_bits=num_bits, narrow_range=narrow_range)
 
         def grad(upstream):
             lo, hi = nudged_range(low, high, num_bits, narrow_range)
-
-            def masked():
-                return tf.raw_ops.QuantizeAndDequantizeV4Grad(
-                    gradients=upstream, input=x, input_min=lo,
-                    input_max=hi)[0]
             # the kernels pass every gradient when both ends are 0
             both_zero = tf.logical_and(tf.equal(low, 0.0), tf.equal(high, 0.0))
-            return tf.cond(both_zero, lambda: tf.identity(upstream), masked)
+            if relu:
+                lo = tf.where(lo > _SMALLEST, lo, _SMALLEST)  # NaN: 0 and 0
+                hi = tf.where(both_zero, np.float32(np.inf), hi)
+                if relu == "Relu6":
+                    hi = tf.minimum(hi, _BELOW_SIX)
+                return _masked(upstream, inputs, lo, hi)
+            return tf.cond(both_zero, lambda: tf.identity(upstream),
+                           lambda: _masked(upstream, inputs, lo, hi))
         return out, grad
-    return _quantize(inputs)
+    return _quantize(source)
 
 
-def _nonnegative(inputs) -> bool:
+def _masked(gradients, x, lo, hi):
+    """``gradients * (lo <= x <= hi)`` in one kernel."""
+    return tf.raw_ops.QuantizeAndDequantizeV4Grad(
+        gradients=gradients, input=x, input_min=lo, input_max=hi)[0]
+
+
+def _relu_type(inputs):
     if tf.executing_eagerly():
-        return False
-    return getattr(getattr(inputs, "op", None), "type", None) in \
-        NONNEGATIVE_OPS
+        return None
+    kind = getattr(getattr(inputs, "op", None), "type", None)
+    return kind if kind in NONNEGATIVE_OPS else None
 
 
 class FastMovingAverageQuantizer(quantizers.MovingAverageQuantizer):
@@ -96,7 +119,7 @@ class FastMovingAverageQuantizer(quantizers.MovingAverageQuantizer):
         if training is not True or self.per_axis or self.symmetric:
             return super().__call__(inputs, training, weights, **kwargs)
         with tf.name_scope("MovingAvgQuantize"):
-            if _nonnegative(inputs):   # min(batch min, 0) is 0: no pass
+            if _relu_type(inputs):   # min(batch min, 0) is 0: no pass
                 range_min = tf.constant(0.0)
             else:
                 range_min = tf.minimum(
