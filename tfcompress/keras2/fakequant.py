@@ -13,7 +13,11 @@ gradients and ranges with less work:
   nudged_max``, TensorFlow's nudging of the range reproduced exactly)
   applied by ``QuantizeAndDequantizeV4Grad``: one pass, no reductions;
 - after a ReLU (or ReLU6) the input is never negative, so ``min(batch_min,
-  0)`` is 0 without a pass over the batch.
+  0)`` is 0 without a pass over the batch, and the same masked pass gives
+  the gradient of the ReLU's input (the ReLU's gradient op drops out).
+
+Profiled on a DS-CNN step, tfmot's quantizers were 30% of the step (the
+gradient op alone 17%), these 19%.
 
 :func:`speed_up` switches the activation quantizers of a QAT model to it in
 place (inference, per-axis and symmetric quantizers keep tfmot's code).
