@@ -44,3 +44,10 @@ def test_met_targets_lose_their_bullets():
 def test_cpu_bound_miss_is_not_blamed_on_load():
     text = overhead.why("tfc.quantize (DS-CNN)", 1.4, _res(1.38))
     assert "CPU time was 1.38x plain fit." in text and "load" not in text
+
+
+def test_a_miss_never_prints_as_the_limit():
+    assert overhead.ratio_text(1.3004) == "1.3004"
+    assert overhead.ratio_text(1.304) == "1.304"
+    assert overhead.ratio_text(1.296) == "1.30"
+    assert overhead.ratio_text(1.37) == "1.37"
