@@ -262,18 +262,7 @@ def write_md(path, res, elapsed, argv_note):
                 "nothing about compute. Judge latency on the MobileNet-style "
                 "row.")
         elif kind == "overhead":
-            why.append(
-                f"- **{extra} training overhead ({ratio:.2f}x)**: the "
-                "wrapper's per-step work, per weight or per activation, not "
-                "per-batch Python: QAT fake-quantizes every activation "
-                "(forward, its gradient and the batch min/max of the moving "
-                "range), clustering assigns every weight to its nearest "
-                "centroid (a binary search between sorted centroids) and "
-                "trains the centroids, pruning keeps its step and masks and "
-                "sorts each kernel on mask-update steps. On a model whose "
-                "step takes a few ms this fixed cost is a large share; the "
-                "wall-clock ratio also scatters with the machine's load "
-                "(lowest-highest column).")
+            why.append(overhead.why(extra, ratio, res))
         elif kind == "sine_bytes":
             why.append(
                 f"- **sine bytes ({ratio:.3f} of 2,704)**: the TFLM "

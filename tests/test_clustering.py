@@ -120,3 +120,36 @@ def test_recurrent_layer_clusters_its_cell_kernels():
     for w in lstm.cell.weights:
         if "kernel" in w.name:
             assert len(np.unique(w.numpy())) <= 8, w.name
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_clustered_kernel_and_gradients_are_tfmots(per_channel):
+    """The wrapper's lookup gives tfmot's clustered kernel and tfmot's
+    gradients (straight-through to the kernel, summed per centroid), the
+    centroid gradient dense instead of one sparse slice per weight."""
+    from tensorflow_model_optimization.python.core.clustering.keras import (
+        clustering_algorithm as ca)
+    from tfcompress.keras2 import clustering
+    from tfcompress.keras2.env import tf
+    rng = np.random.default_rng(1)
+    weight = tf.Variable(rng.normal(size=(3, 3, 8, 16)).astype(np.float32))
+    cents = rng.normal(size=(16, 6) if per_channel else (12,))
+    upstream = tf.constant(rng.normal(size=(3, 3, 8, 16)).astype(np.float32))
+    base = ca.ClusteringAlgorithmPerChannel if per_channel \
+        else ca.ClusteringAlgorithm
+    got = []
+    for cls in (base, clustering._SEARCHING[base]):
+        var = tf.Variable(cents.astype(np.float32))
+        algo = cls(var, ca.GradientAggregation.SUM, "channels_last")
+        with tf.GradientTape() as tape:
+            kernel = algo.get_clustered_weight(
+                algo.get_pulling_indices(weight), weight)
+            loss = tf.reduce_sum(kernel * upstream)
+        d_cents, d_weight = tape.gradient(loss, [var, weight])
+        got.append((kernel.numpy(), tf.convert_to_tensor(d_cents).numpy(),
+                    d_weight.numpy(), isinstance(d_cents, tf.Tensor)))
+    (k0, c0, w0, _), (k1, c1, w1, dense) = got
+    np.testing.assert_array_equal(k1, k0)
+    np.testing.assert_allclose(c1, c0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(w1, w0)
+    assert dense and np.abs(c1).sum() > 0

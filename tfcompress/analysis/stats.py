@@ -57,10 +57,23 @@ def array_stats(layer_name: str, weight_name: str, values: np.ndarray
     values = np.asarray(values)
     flat = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else \
         values.reshape(-1, 1)
-    per_channel = max(len(np.unique(flat[:, c])) for c in range(flat.shape[1]))
+    per_channel = int(_unique_per_column(flat).max()) if flat.size else 0
     return KernelStats(layer_name, weight_name, tuple(values.shape),
                        int(values.size), float(np.mean(values == 0)),
                        int(len(np.unique(values))), int(per_channel))
+
+
+def _unique_per_column(flat: np.ndarray) -> np.ndarray:
+    """``len(np.unique(flat[:, c]))`` for every column, from one sort
+    (equal values adjacent; all NaNs count as one, as in ``np.unique``)."""
+    ordered = np.sort(flat, axis=0)
+    if ordered.shape[0] < 2:
+        return np.full(ordered.shape[1], ordered.shape[0])
+    changes = ordered[1:] != ordered[:-1]
+    if np.issubdtype(ordered.dtype, np.floating):
+        nan = np.isnan(ordered)
+        changes &= ~(nan[1:] & nan[:-1])
+    return 1 + np.count_nonzero(changes, axis=0)
 
 
 def kernel_stats(model) -> List[KernelStats]:

@@ -54,9 +54,57 @@ def nearest_centroid(values, centroids):
     return tf.cast(tf.gather(first, position, batch_dims=1), tf.int64)
 
 
+def lookup(centroids, weight, indices, channel_axis: Optional[int] = None):
+    """``centroids[indices]`` with tfmot's gradients, as plain dense tensors.
+
+    The forward value is the clustered kernel (per channel along
+    ``channel_axis`` when ``centroids`` is ``(channels, k)``). The gradient
+    is tfmot's: the kernel's gradient passes straight through to ``weight``
+    and each centroid gets the sum of its weights' gradients. tfmot gathers
+    from the centroid variable, so the optimizer gets sparse slices (one per
+    weight) that it deduplicates with ``Unique`` on every step; here the
+    same sum comes as one dense ``(k,)`` tensor.
+    """
+    k = int(centroids.shape[-1])
+    flat = tf.convert_to_tensor(indices)
+    if centroids.shape.rank == 2:
+        shape = [1] * indices.shape.rank
+        shape[channel_axis] = int(centroids.shape[0])
+        flat = flat + tf.reshape(
+            tf.range(shape[channel_axis], dtype=flat.dtype) * k, shape)
+        size = shape[channel_axis] * k
+    else:
+        size = k
+
+    @tf.custom_gradient
+    def _clustered(cents, original):
+        del original  # only its gradient: the straight-through estimator
+        value = tf.gather(tf.reshape(cents, [-1]), flat)
+
+        def grad(upstream):
+            summed = tf.math.unsorted_segment_sum(upstream, flat, size)
+            return tf.reshape(summed, tf.shape(cents)), upstream
+        return value, grad
+    return _clustered(tf.convert_to_tensor(centroids),
+                      tf.convert_to_tensor(weight))
+
+
 class _NearestBySearch:
     """tfmot's pulling indices (weight -> centroid), computed by
-    :func:`nearest_centroid` on every training step."""
+    :func:`nearest_centroid` on every training step, and the clustered
+    kernel by :func:`lookup` (tfmot's default ``SUM`` gradient
+    aggregation; ``AVG`` keeps tfmot's own)."""
+
+    def get_clustered_weight(self, pulling_indices, original_weight):
+        if (self.cluster_gradient_aggregation
+                != clustering_algorithm.GradientAggregation.SUM):
+            return super().get_clustered_weight(pulling_indices,
+                                                original_weight)
+        per_channel = self.cluster_centroids.shape.rank == 2
+        axis = (1 if self.data_format == "channels_first" else 3) \
+            if per_channel else None
+        return lookup(self.cluster_centroids, original_weight,
+                      pulling_indices, axis)
 
     def get_pulling_indices(self, weight, centroids=None):
         cents = tf.convert_to_tensor(

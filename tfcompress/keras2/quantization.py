@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Union
 
-from tfcompress.keras2 import selection
+from tfcompress.keras2 import fakequant, selection
 from tfcompress.analysis import stats
 from tfcompress.keras2.nesting import flatten
 from tfcompress.keras2.env import keras, tfmot
@@ -155,6 +155,7 @@ def quantize(model, *, preserve: Union[str, Iterable[str]] = "auto",
     with quantize_scope():
         qat = _q.quantize_apply(annotated, scheme,
                                 quantized_layer_name_prefix="")
+    fakequant.speed_up(qat)
     qat.compression_report = report
     qat.qat_scheme = SCHEME_NAMES.get(preserve, "QAT") + (
         f" {weight_bits}-bit weights" if weight_bits != 8 else "")
