@@ -50,6 +50,17 @@ def _int8_agreement(tflite, model, x):
     return float(np.mean(np.concatenate(got).argmax(1) == want.argmax(1)))
 
 
+def _all_int8_three_times(model, x):
+    """Three int8 conversions of the unrolled model, each without a float
+    op or a loop (the float SPLIT came and went run to run)."""
+    for _ in range(3):
+        tflite = convert_bytes(model, x, mode="int8", unroll=True)
+        info = flatbuffer.read(tflite)
+        assert flatbuffer.float_ops(info) == []
+        assert "WHILE" not in info.op_names
+    return tflite, info
+
+
 @pytest.mark.parametrize("gen,cls", [
     (3, "LSTM"), (3, "GRU"), pytest.param(2, "GRU", marks=pytest.mark.slow)])
 def test_unrolled_layer_is_all_int8_with_its_signature(gen, cls):
@@ -58,11 +69,7 @@ def test_unrolled_layer_is_all_int8_with_its_signature(gen, cls):
     as a float SPLIT of a dequantized tensor; three conversions, all int8."""
     model = _model(keras if gen == 3 else tf_keras, (cls, 16))
     x = _sequences()
-    for _ in range(3):
-        tflite = convert_bytes(model, x, mode="int8", unroll=True)
-        info = flatbuffer.read(tflite)
-        assert flatbuffer.float_ops(info) == []
-    assert "WHILE" not in info.op_names
+    tflite, info = _all_int8_three_times(model, x)
     assert {t.dtype for t in info.input_details + info.output_details} == {
         "INT8"}
     assert info.signatures["serving_default"]["inputs"] == {
@@ -103,9 +110,5 @@ def test_unroll_of_a_mixed_model_unrolls_both_and_is_all_int8():
     assert copy.get_layer("lstm0").unroll and copy.get_layer("gru1").unroll
     assert recurrent.blocking_layers(copy) == []
     x = _sequences()
-    for _ in range(3):
-        tflite = convert_bytes(model, x, mode="int8", unroll=True)
-        info = flatbuffer.read(tflite)
-        assert flatbuffer.float_ops(info) == []
-    assert "WHILE" not in info.op_names
+    tflite, _ = _all_int8_three_times(model, x)
     assert _int8_agreement(tflite, model, x) >= 0.9
