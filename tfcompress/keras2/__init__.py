@@ -9,6 +9,8 @@ Modules:
     schedules: sparsity schedules (constant, polynomial).
     clustering: weight clustering (``cluster`` / ``strip_clustering``).
     quantization: quantization-aware training, PQAT/CQAT/PCQAT.
+    fakequant: a faster activation fake-quant for QAT (tfmot's values and
+        gradients, one pass).
     lowbit: binary/ternary and n-bit weights (straight-through estimator).
     lowbit_export: per-channel value counts and TFLM LUT export of low-bit models.
     channel_graph: which filters of which layers must be cut together.
