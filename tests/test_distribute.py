@@ -4,7 +4,8 @@ Every strategy run happens in a fresh process (``tests/distribute_worker.py``):
 logical devices and ``MultiWorkerMirroredStrategy`` must be configured
 before TensorFlow initializes. One MirroredStrategy process (2 logical CPUs)
 runs PCQAT (prune, cluster, quantize) and the same on a single device, so
-TF starts once; the single techniques run in the slow tier.
+TF starts once; these training runs are in the slow tier (``make
+test-all``), the strategy's argument checks in ``make test``.
 """
 
 import json
@@ -98,6 +99,7 @@ def _check_mirrored(result: dict, mode: str) -> None:
         assert run["accuracy"] >= result["base_accuracy"] - 0.1
 
 
+@pytest.mark.slow
 def test_mirrored_pcqat_matches_single_device(mirrored):
     _check_mirrored(mirrored, "pcqat")
 
@@ -108,6 +110,7 @@ def test_mirrored_matches_single_device(mirrored_rest, mode):
     _check_mirrored(mirrored_rest, mode)
 
 
+@pytest.mark.slow
 def test_mirrored_pcqat_uses_collaborative_scheme(mirrored):
     stages = mirrored["mirrored"]["pcqat"]["stages"]
     assert [s["kind"] for s in stages] == ["prune", "cluster", "quantize"]
