@@ -62,7 +62,7 @@ def android_variants(art, model, x_calib, x_eval, y_eval, float_tflite,
     from converters.targets import android
     from converters.runtimes import latency
     folder = os.path.join(out_dir, "android")
-    _say(log, f"[{art.name}] writing Android variants to {folder}")
+    _say(log, f"[{art.name}] writing Android variants (android/)")
     info = android.write_android(
         model, x_calib, folder, labels=labels, normalization=normalization,
         name="model", plan=plan, int8_tflite=art.tflite if reuse else None)
