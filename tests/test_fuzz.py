@@ -161,8 +161,9 @@ def test_valid_seed_models_pass_inspect_and_validate(seeds):
 
 def test_malformed_files_give_one_line_errors(seeds, tmp_path,
                                               reliability_counts):
-    tally = _fuzz(seeds, str(tmp_path), reliability_counts, examples=250)
-    assert tally["tried"] >= 390
+    examples = 250
+    tally = _fuzz(seeds, str(tmp_path), reliability_counts, examples)
+    assert tally["tried"] >= 0.97 * examples, tally
     # the verifier must not refuse everything: many mutants (bit flips in
     # weights) are sound flatbuffers and reach the interpreter (in a child)
     assert tally["verified"] >= 0.05 * tally["tried"], tally
