@@ -109,10 +109,10 @@ def test_the_huge_input_mutant_ends_in_one_line_within_seconds(sine, capped):
     words = "more than a quarter of the" if capped < 2 << 30 else "capped at"
     assert sine["huge"] in line and f"{words} {cap}" in line, line
     assert took < 20, took     # unbounded, LiteRT ran for minutes past 9 GiB
-    peak = sandbox.shutdown()  # this server and the children it ran, only
-    start_rss = 1 << 30        # the forked child shares the server's ~0.9 GB
-    assert peak is not None and peak > 100 << 20, peak  # TF was loaded
-    assert peak < start_rss + capped, f"{peak / 2**30:.2f} GiB"
+    peak = sandbox.shutdown()  # the children this server forked, only
+    # a forked child's peak counts the pages it touched itself (not the
+    # server's shared ones): unbounded, LiteRT's took it past 9 GiB
+    assert peak is not None and 0 < peak < capped, peak
     print(f"cap {capped / 2**30:.1f} GiB: one line after {took:.1f} s, "
           f"largest child RSS {peak / 2**30:.2f} GiB")
 

@@ -147,9 +147,10 @@ class ForkServer:
             cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.lock = threading.Lock()
-        #: once stopped: the largest resident set, in bytes, of the server
-        #: and of every child it reaped (None while it runs, or when it had
-        #: ended on its own before being stopped)
+        #: the largest resident set, in bytes, of the children the server
+        #: forked for requests (None before the first); each child's peak
+        #: includes the server's pages it shares. The server's own peak is
+        #: not used: exec'd from this process, it inherits our high-water mark
         self.peak_rss: int | None = None
         self._reaped = False
 
@@ -181,7 +182,10 @@ class ForkServer:
             self.stop()
             raise ChildError(f"the child-process server stopped (exit "
                              f"{self.proc.returncode}); retry")
-        return int(answer)
+        code, *rss = answer.split()
+        if rss:
+            self.peak_rss = max(self.peak_rss or 0, int(rss[0]) << 10)
+        return int(code)
 
     def stop(self) -> None:
         """Kill the server (its running child dies with its pipe)."""
@@ -201,14 +205,12 @@ class ForkServer:
         self.stop()
 
     def _reap(self, block: bool) -> bool:
-        """Wait for the server with ``wait4``, which also gives the peak
-        memory of the server and its children (``peak_rss``); False when
-        it still runs (``block=False``)."""
+        """Wait for the server; False while it still runs (``block=False``)."""
         if self._reaped:
             return True
         try:
-            pid, status, usage = os.wait4(self.proc.pid,
-                                          0 if block else os.WNOHANG)
+            pid, status = os.waitpid(self.proc.pid,
+                                     0 if block else os.WNOHANG)
         except ChildProcessError:      # reaped already (by Popen.poll)
             self._reaped = True
             return True
@@ -216,7 +218,6 @@ class ForkServer:
             return False
         self._reaped = True
         self.proc.returncode = os.waitstatus_to_exitcode(status)
-        self.peak_rss = usage.ru_maxrss << 10    # KiB on Linux
         return True
 
 
@@ -229,7 +230,7 @@ def serve(handle: Callable[[str], None], *, timeout_of: Callable[[str], int],
     None: discarded), SIGALRM fires after ``timeout_of(line)`` seconds, and
     the exit status is 0 when ``handle`` returned, 3 when it raised (the
     traceback goes to the output). The server answers each line with the
-    child's exit status, one line each.
+    child's exit status and its peak resident set (KiB), one line each.
     """
     for raw in sys.stdin:
         line = raw.rstrip("\n")
@@ -252,5 +253,5 @@ def serve(handle: Callable[[str], None], *, timeout_of: Callable[[str], int],
                 traceback.print_exc()
                 code = 3
             os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        print(os.waitstatus_to_exitcode(status), flush=True)
+        _, status, usage = os.wait4(pid, 0)
+        print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, flush=True)

@@ -156,8 +156,8 @@ def shutdown() -> int | None:
     """Stop this process's fork server (it also stops when we exit).
 
     Returns:
-        The largest resident set, in bytes, of the server and the children
-        it ran (None when there was no server to stop).
+        The largest resident set, in bytes, of the children it ran (None
+        when there was no server, or it ran nothing).
     """
     global _SERVER
     with _SERVER_LOCK:
