@@ -28,7 +28,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Sequence
 
@@ -148,11 +147,10 @@ class ForkServer:
             stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.lock = threading.Lock()
         #: the largest resident set, in bytes, of the children the server
-        #: forked for requests (None before the first); each child's peak
-        #: includes the server's pages it shares. The server's own peak is
-        #: not used: exec'd from this process, it inherits our high-water mark
+        #: forked for requests (None before the first), each counted from
+        #: its fork. The server's own peak is not used: exec'd from this
+        #: process, it inherits our high-water mark
         self.peak_rss: int | None = None
-        self._reaped = False
 
     def alive(self) -> bool:
         """Started by this process and still running."""
@@ -189,9 +187,9 @@ class ForkServer:
 
     def stop(self) -> None:
         """Kill the server (its running child dies with its pipe)."""
-        if not self._reaped and self.proc.returncode is None:
+        if self.proc.poll() is None:
             self.proc.kill()
-        self._reap(block=True)
+        self.proc.wait()
 
     def close(self, wait: float = 10.0) -> None:
         """End the server politely (end of input), kill it after ``wait``."""
@@ -199,26 +197,10 @@ class ForkServer:
             self.proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass
-        deadline = time.monotonic() + wait
-        while not self._reap(block=False) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.stop()
-
-    def _reap(self, block: bool) -> bool:
-        """Wait for the server; False while it still runs (``block=False``)."""
-        if self._reaped:
-            return True
         try:
-            pid, status = os.waitpid(self.proc.pid,
-                                     0 if block else os.WNOHANG)
-        except ChildProcessError:      # reaped already (by Popen.poll)
-            self._reaped = True
-            return True
-        if pid == 0:
-            return False
-        self._reaped = True
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        return True
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self.stop()
 
 
 def serve(handle: Callable[[str], None], *, timeout_of: Callable[[str], int],

@@ -113,7 +113,7 @@ def _compare(got, expected) -> dict:
             d = float(np.max(np.abs(a.astype(np.int64) - b.astype(np.int64))))
             agrees &= d == 0
         diff = max(diff, d)
-    return {"identical": identical, "agrees": identical or agrees,
+    return {"identical": identical, "agrees": agrees,
             "max_abs_diff": int(diff) if diff == int(diff) else diff}
 
 
