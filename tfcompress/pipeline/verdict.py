@@ -200,9 +200,8 @@ def _num(value) -> str:
 
 def float_metrics(float_model, x_eval, y_eval) -> dict:
     """Accuracy of the user's float Keras model on the validation data."""
-    x = x_eval if isinstance(x_eval, dict) or np.issubdtype(
-        np.asarray(x_eval).dtype, np.integer) else \
-        np.asarray(x_eval, np.float32)
+    from converters.conversion.signature import as_input
+    x = x_eval if isinstance(x_eval, dict) else as_input(x_eval)
     out = float_model.predict(x, verbose=0, batch_size=256)
     if isinstance(out, (list, dict)):   # several outputs: judged per output
         return {}                       # by the artifact's verdicts
